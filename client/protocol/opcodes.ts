@@ -1,0 +1,19 @@
+/**
+ * The opcode table (docs/protocol.md, "Opcodes"). Requests and their responses share an opcode;
+ * the RESPONSE flag tells them apart. Opcode 0 is reserved for connection-level error frames that
+ * answer no particular request (e.g. a frame too large to read its header from).
+ */
+export const Opcode = {
+  Connection: 0x00,
+  Hello: 0x01,
+  Ping: 0x02,
+} as const;
+
+export type OpcodeName = keyof typeof Opcode;
+export type OpcodeValue = (typeof Opcode)[OpcodeName];
+
+const NAMES = new Map<number, OpcodeName>(Object.entries(Opcode).map(([k, v]) => [v, k as OpcodeName]));
+
+export function opcodeName(op: number): OpcodeName | undefined {
+  return NAMES.get(op);
+}
