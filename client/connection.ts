@@ -221,7 +221,7 @@ export class Connection {
     });
     stream.on('data', (chunk: Buffer) => {
       try {
-        for (const frame of decoder.push(chunk)) this.#onFrame(frame, hello);
+        decoder.feed(chunk, (frame) => this.#onFrame(frame, hello));
       } catch (err) {
         this.#lastError = isSluiceError(err) ? err : new SluiceError('MALFORMED_FRAME', String(err));
         stream.destroy();

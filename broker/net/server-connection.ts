@@ -138,17 +138,14 @@ export class ServerConnection implements Session {
   #onData(chunk: Buffer): void {
     if (this.#state === 'closed') return;
     this.#resetIdle();
-    let frames: Frame[];
     try {
-      frames = this.#decoder.push(chunk);
+      this.#decoder.feed(chunk, (frame) => {
+        if (this.#isClosed()) return;
+        if (this.#paused || this.#queue.length > 0) this.#queue.push(frame);
+        else this.#handle(frame);
+      });
     } catch (err) {
       this.#fail(asSluiceError(err));
-      return;
-    }
-    for (const frame of frames) {
-      if (this.#isClosed()) return;
-      if (this.#paused || this.#queue.length > 0) this.#queue.push(frame);
-      else this.#handle(frame);
     }
   }
 

@@ -51,8 +51,8 @@ export function encodeFrame(fields: FrameHeaderFields, body: Uint8Array): Buffer
 }
 
 /**
- * Incremental frame decoder: `push(chunk)` returns the frames completed by that chunk and keeps
- * the rest. Chunks may split a frame anywhere, including inside the length prefix. Frames that
+ * Incremental frame decoder: `feed(chunk, onFrame)` delivers the frames completed by that chunk
+ * and keeps the rest. Chunks may split a frame anywhere, including inside the length prefix. Frames that
  * arrive whole within one chunk are returned as views of it, without a copy.
  */
 export class FrameDecoder {
@@ -80,22 +80,26 @@ export class FrameDecoder {
     return this.#partial === null ? 0 : this.#filled;
   }
 
-  push(chunk: Buffer): Frame[] {
-    const frames: Frame[] = [];
+  /**
+   * Feeds one chunk: calls `onFrame` for each frame it completes, in order. Bad bytes (a length
+   * over the limit or under the header size) throw, but only after every frame before them has
+   * been delivered, so a peer's last good request is still answered.
+   */
+  feed(chunk: Buffer, onFrame: (frame: Frame) => void): void {
     let pos = 0;
     if (this.#partial !== null) {
-      pos = this.#fillPartial(chunk, frames);
-      if (this.#partial !== null) return frames;
+      pos = this.#fillPartial(chunk, onFrame);
+      if (this.#partial !== null) return;
     }
     while (chunk.length - pos >= LENGTH_PREFIX_BYTES) {
       const total = this.#frameSize(chunk.readUInt32BE(pos));
       if (chunk.length - pos >= total) {
-        frames.push(parseFrame(chunk.subarray(pos, pos + total)));
+        onFrame(parseFrame(chunk.subarray(pos, pos + total)));
         pos += total;
       } else {
         this.#partial = Buffer.allocUnsafe(total);
         this.#filled = chunk.copy(this.#partial, 0, pos);
-        return frames;
+        return;
       }
     }
     if (pos < chunk.length) {
@@ -103,11 +107,17 @@ export class FrameDecoder {
       this.#partial = Buffer.from(chunk.subarray(pos));
       this.#filled = this.#partial.length;
     }
+  }
+
+  /** `feed` collecting into an array; on bad bytes the frames before them are lost with the throw. */
+  push(chunk: Buffer): Frame[] {
+    const frames: Frame[] = [];
+    this.feed(chunk, (f) => frames.push(f));
     return frames;
   }
 
   /** Continues the carried-over frame; returns how many bytes of `chunk` it consumed. */
-  #fillPartial(chunk: Buffer, frames: Frame[]): number {
+  #fillPartial(chunk: Buffer, onFrame: (frame: Frame) => void): number {
     let partial = this.#partial as Buffer;
     let pos = 0;
     if (partial.length < LENGTH_PREFIX_BYTES) {
@@ -134,9 +144,9 @@ export class FrameDecoder {
     this.#filled += take;
     pos += take;
     if (this.#filled === partial.length) {
-      frames.push(parseFrame(partial));
       this.#partial = null;
       this.#filled = 0;
+      onFrame(parseFrame(partial));
     }
     return pos;
   }

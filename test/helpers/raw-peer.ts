@@ -24,9 +24,9 @@ export class RawPeer {
   constructor(stream: Duplex) {
     this.#stream = stream;
     stream.on('data', (chunk: Buffer) => {
-      for (const f of this.#decoder.push(chunk)) {
+      this.#decoder.feed(chunk, (f) => {
         this.frames.push({ ...f, body: decodeBody(f.body), isError: (f.flags & FrameFlags.ERROR) !== 0 });
-      }
+      });
       this.#notify();
     });
     stream.on('error', () => undefined);
