@@ -8,5 +8,7 @@ export default defineConfig({
     // Two cores: integration tests spawn brokers and fsync; keep the pool small.
     pool: 'forks',
     maxWorkers: 2,
+    // The JSON report is what .ci/run summarises as "N passed, N failed".
+    reporters: ['default', ['json', { outputFile: 'test-results/vitest.json' }]],
   },
 });
