@@ -37,6 +37,7 @@ export const ERROR_TABLE = {
   FENCED_MEMBER_EPOCH: { code: 41, retriable: false, message: 'Member epoch is stale; the member was fenced' },
   GROUP_NOT_FOUND: { code: 42, retriable: false, message: 'Consumer group does not exist' },
   NOT_ASSIGNED: { code: 43, retriable: false, message: 'Partition is not assigned to this member' },
+  GROUP_NOT_EMPTY: { code: 44, retriable: false, message: 'Consumer group still has active members' },
 } as const satisfies Record<string, { code: number; retriable: boolean; message: string }>;
 
 export type ErrorName = keyof typeof ERROR_TABLE;

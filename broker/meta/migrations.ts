@@ -1,0 +1,69 @@
+import type Database from 'better-sqlite3';
+import { SluiceError } from '../../client/protocol/errors.js';
+
+/**
+ * The schema, as an ordered list of steps: MIGRATIONS[i] takes a database from
+ * `PRAGMA user_version = i` to `i + 1`. Released steps are never edited, only appended to,
+ * because databases in the field are at every version in between.
+ *
+ * Tables are STRICT (a column rejects values of the wrong type instead of storing them) and the
+ * CHECK constraints repeat the invariants the code validates, so a bug cannot persist nonsense.
+ * `partition` and `offset` are SQL keywords, hence the quotes.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: topics and committed group offsets.
+  `
+  CREATE TABLE topics (
+    name            TEXT    NOT NULL PRIMARY KEY,
+    partitions      INTEGER NOT NULL CHECK (partitions > 0),
+    retention_ms    INTEGER CHECK (retention_ms IS NULL OR retention_ms > 0),
+    retention_bytes INTEGER CHECK (retention_bytes IS NULL OR retention_bytes > 0),
+    segment_bytes   INTEGER CHECK (segment_bytes IS NULL OR segment_bytes > 0),
+    created_at      INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+
+  CREATE TABLE group_offsets (
+    group_id     TEXT    NOT NULL,
+    topic        TEXT    NOT NULL REFERENCES topics (name) ON DELETE CASCADE,
+    "partition"  INTEGER NOT NULL CHECK ("partition" >= 0),
+    "offset"     INTEGER NOT NULL CHECK ("offset" >= 0),
+    metadata     TEXT,
+    committed_at INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, "partition")
+  ) STRICT, WITHOUT ROWID;
+
+  -- The foreign key's cascade and topic-scoped deletes look offsets up by topic.
+  CREATE INDEX group_offsets_by_topic ON group_offsets (topic);
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Brings `db` to SCHEMA_VERSION in one IMMEDIATE transaction (the write lock is taken before
+ * user_version is read, so two processes opening the same file cannot both migrate). Refuses,
+ * with INVALID_CONFIG, a database written by a newer Sluice: its schema may mean things this
+ * code does not know, and writing to it could corrupt it.
+ */
+export function migrate(db: Database.Database, migrations: readonly string[] = MIGRATIONS): void {
+  const target = migrations.length;
+  db.transaction(() => {
+    const current = db.pragma('user_version', { simple: true });
+    if (typeof current !== 'number' || !Number.isInteger(current) || current < 0) {
+      throw new SluiceError('INVALID_CONFIG', `metadata database has an unreadable schema version: ${String(current)}`);
+    }
+    if (current > target) {
+      throw new SluiceError(
+        'INVALID_CONFIG',
+        `metadata database ${db.name} has schema version ${current}, but this Sluice only knows versions up to ` +
+          `${target}; it was written by a newer Sluice. Upgrade Sluice or point it at another data directory.`,
+        { details: { schemaVersion: current, supportedVersion: target } },
+      );
+    }
+    for (let version = current; version < target; version++) {
+      db.exec(migrations[version] as string);
+    }
+    // user_version lives in the database header, which is written inside this transaction.
+    if (current !== target) db.pragma(`user_version = ${target}`);
+  }).immediate();
+}
