@@ -2,7 +2,7 @@ import { connect as tcpConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { decodeBody, encodeBody } from './protocol/body.js';
 import { SluiceError, isSluiceError } from './protocol/errors.js';
-import { FrameDecoder, FrameFlags, PROTOCOL_VERSION, encodeFrame, type Frame } from './protocol/frame.js';
+import { FRAME_OVERHEAD, FrameDecoder, FrameFlags, PROTOCOL_VERSION, encodeFrame, type Frame } from './protocol/frame.js';
 import { fromErrorBody } from './protocol/messages/error.js';
 import { parsers, type ApiName, type HelloResponse, type RequestOf, type ResponseOf } from './protocol/messages/index.js';
 import { Opcode } from './protocol/opcodes.js';
@@ -159,9 +159,16 @@ export class Connection {
   #send(api: ApiName, body: unknown, result: Deferred<unknown>): number {
     const stream = this.#stream;
     if (stream === undefined || this.#state !== 'connected') throw new SluiceError('CONNECTION_CLOSED', 'not connected');
+    const encoded = encodeBody(body);
+    const size = FRAME_OVERHEAD + encoded.length;
+    const limit = this.#server?.limits.maxFrameBytes ?? Infinity;
+    if (size > limit) {
+      // Sending it would only get the connection closed; fail this request alone instead.
+      throw new SluiceError('FRAME_TOO_LARGE', `${api} request of ${size} bytes exceeds the broker's limit of ${limit} bytes`, { details: { size, limit } });
+    }
     const id = this.#allocateId();
     this.#pending.set(id, { api, resolve: result.resolve, reject: result.reject });
-    stream.write(encodeFrame({ opcode: Opcode[api], correlationId: id }, encodeBody(body)));
+    stream.write(encodeFrame({ opcode: Opcode[api], correlationId: id }, encoded));
     this.#lastSent = Date.now();
     return id;
   }
@@ -228,7 +235,7 @@ export class Connection {
       }
     });
     this.#lastError = undefined;
-    stream.write(encodeFrame({ opcode: Opcode.Hello, correlationId: 0 }, encodeBody({ version: PROTOCOL_VERSION, clientId: this.#config.clientId })));
+    stream.write(encodeFrame({ opcode: Opcode.Hello, correlationId: this.#allocateId() }, encodeBody({ version: PROTOCOL_VERSION, clientId: this.#config.clientId })));
     const timer = setTimeout(() => hello.reject(new SluiceError('HANDSHAKE_TIMEOUT', 'broker did not answer Hello')), this.#config.connectTimeoutMs);
     try {
       this.#server = parsers.Hello.response(await hello.promise);
@@ -249,6 +256,9 @@ export class Connection {
   }
 
   #onFrame(frame: Frame, hello: Deferred<unknown>): void {
+    if (frame.version !== PROTOCOL_VERSION) {
+      throw new SluiceError('UNSUPPORTED_VERSION', `broker sent a frame of protocol version ${frame.version}; this client speaks ${PROTOCOL_VERSION}`);
+    }
     const isError = (frame.flags & FrameFlags.ERROR) !== 0;
     if (frame.opcode === Opcode.Connection) {
       // The broker is about to close this connection and says why.

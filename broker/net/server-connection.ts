@@ -154,14 +154,14 @@ export class ServerConnection implements Session {
       this.#failFrame(frame, new SluiceError('UNSUPPORTED_VERSION', `frame version ${frame.version} is not supported; this broker speaks ${PROTOCOL_VERSION}`, { details: { supported: [PROTOCOL_VERSION] } }));
       return;
     }
+    if (this.#state === 'handshake') {
+      this.#handshake(frame);
+      return;
+    }
     // Replies to server-initiated frames carry no request; receiving them counts as activity only.
     if ((frame.flags & FrameFlags.RESPONSE) !== 0) return;
     if (this.#state === 'draining') {
       this.#replyError(frame, new SluiceError('SHUTTING_DOWN'));
-      return;
-    }
-    if (this.#state === 'handshake') {
-      this.#handshake(frame);
       return;
     }
     if (frame.opcode === Opcode.Hello) {
@@ -188,8 +188,8 @@ export class ServerConnection implements Session {
   }
 
   #handshake(frame: Frame): void {
-    if (frame.opcode !== Opcode.Hello) {
-      this.#failFrame(frame, new SluiceError('HANDSHAKE_REQUIRED', `the first frame must be Hello (0x01), got opcode 0x${frame.opcode.toString(16).padStart(2, '0')}`));
+    if (frame.opcode !== Opcode.Hello || (frame.flags & FrameFlags.RESPONSE) !== 0) {
+      this.#failFrame(frame, new SluiceError('HANDSHAKE_REQUIRED', `the first frame must be a Hello (0x01) request, got opcode 0x${frame.opcode.toString(16).padStart(2, '0')}`));
       return;
     }
     try {
@@ -258,16 +258,25 @@ export class ServerConnection implements Session {
     this.#closeAfterError(err);
   }
 
+  /**
+   * Stops reading at once, but lets requests already being handled send their replies before
+   * the stream ends: a bad frame must not cost the client the answers to its good ones.
+   */
   #closeAfterError(err: SluiceError): void {
     this.#host.log.info({ session: this.id, code: err.code, reason: err.message, remote: this.remoteAddress }, 'closing connection');
     this.#state = 'closed';
     this.#queue.length = 0;
     this.#stream.pause();
-    this.#end();
+    if (this.#inFlight === 0) this.#end();
+    else {
+      this.#idle = () => this.#end();
+      setTimeout(() => this.#end(), LINGER_MS).unref();
+    }
   }
 
   #end(): void {
     this.#state = 'closed';
+    if (this.#stream.writableEnded) return;
     this.#stream.end();
     // A peer that never reads would keep the socket half-open forever.
     setTimeout(() => this.#stream.destroy(), LINGER_MS).unref();
@@ -303,7 +312,12 @@ export class ServerConnection implements Session {
       this.#idleTimer.refresh();
       return;
     }
-    this.#idleTimer = setTimeout(() => this.#fail(new SluiceError('IDLE_TIMEOUT', `no frame received for ${this.#limits.idleTimeoutMs} ms`)), this.#limits.idleTimeoutMs);
+    this.#idleTimer = setTimeout(() => {
+      // A connection with requests in flight is busy, not idle: it may be paused at the
+      // in-flight cap (so its pings go unread) or waiting on a long poll.
+      if (this.#inFlight > 0) this.#idleTimer?.refresh();
+      else this.#fail(new SluiceError('IDLE_TIMEOUT', `no frame received for ${this.#limits.idleTimeoutMs} ms`));
+    }, this.#limits.idleTimeoutMs);
   }
 
   #onClosed(): void {

@@ -5,7 +5,12 @@ import { SluiceError } from './errors.js';
  * Frame bodies are msgpack. Wire data is hostile until proven otherwise, so decoding goes
  * through `decodeBody`, which bounds what a body may contain and refuses anything that is not
  * plain data: msgpackr's extension types (Date, Set, Error, RegExp, typed arrays, records) would
- * otherwise build class instances from bytes a peer chose.
+ * otherwise hand class instances built from bytes a peer chose to the handlers.
+ *
+ * msgpackr offers no per-instance switch to turn its built-in extensions off (only a global
+ * registry, which would change msgpackr for the application embedding the SDK), so such values
+ * are built by msgpackr's own fixed constructors and then refused here, before any handler sees
+ * them. The frame size limit bounds the work a peer can cause that way.
  */
 export interface BodyLimits {
   /** Deepest nesting of arrays and maps. */
@@ -16,6 +21,10 @@ export interface BodyLimits {
   readonly maxMapKeys: number;
   /** Longest string, in UTF-16 code units. */
   readonly maxStringLength: number;
+  /** Longest map key, in UTF-16 code units. */
+  readonly maxKeyLength: number;
+  /** Largest binary value, in bytes. */
+  readonly maxBinaryBytes: number;
   /** Most values in the whole body. */
   readonly maxValues: number;
 }
@@ -25,6 +34,8 @@ export const DEFAULT_BODY_LIMITS: BodyLimits = Object.freeze({
   maxArrayLength: 100_000,
   maxMapKeys: 1_024,
   maxStringLength: 1 << 20,
+  maxKeyLength: 256,
+  maxBinaryBytes: 64 << 20,
   maxValues: 1_000_000,
 });
 
@@ -63,7 +74,10 @@ function checkPlain(root: unknown, limits: BodyLimits): void {
       if (value.length > limits.maxStringLength) refuse(`string longer than ${limits.maxStringLength}`);
       continue;
     }
-    if (value instanceof Uint8Array && value.constructor === Buffer) continue;
+    if (value instanceof Uint8Array && value.constructor === Buffer) {
+      if (value.length > limits.maxBinaryBytes) refuse(`binary larger than ${limits.maxBinaryBytes} bytes`);
+      continue;
+    }
     if (depth >= limits.maxDepth) refuse(`nesting deeper than ${limits.maxDepth}`);
     if (Array.isArray(value)) {
       if (value.length > limits.maxArrayLength) refuse(`array longer than ${limits.maxArrayLength}`);
@@ -75,6 +89,7 @@ function checkPlain(root: unknown, limits: BodyLimits): void {
       if (keys.length > limits.maxMapKeys) refuse(`map with more than ${limits.maxMapKeys} keys`);
       for (const key of keys) {
         if (FORBIDDEN_KEYS.has(key)) refuse(`forbidden key "${key}"`);
+        if (key.length > limits.maxKeyLength) refuse(`map key longer than ${limits.maxKeyLength}`);
         stack.push([(value as Record<string, unknown>)[key], depth + 1]);
       }
       continue;

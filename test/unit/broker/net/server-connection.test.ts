@@ -215,3 +215,36 @@ describe('ServerConnection flow control', () => {
     expect(peer.frames.at(-1)?.opcode).toBe(Opcode.Connection);
   });
 });
+
+describe('ServerConnection regressions', () => {
+  it('answers requests already in flight before closing for a bad frame', async () => {
+    const { peer, host } = await openReady();
+    host.hold = true;
+    const badPrefix = Buffer.from([0xff, 0xff, 0xff, 0xff]);
+    peer.write(Buffer.concat([encodeFrame({ opcode: Opcode.Ping, correlationId: 2 }, encodeBody({ nonce: 5 })), badPrefix]));
+    await new Promise((r) => setTimeout(r, 30));
+    host.gates.shift()?.();
+    await peer.waitClosed();
+    const byId = new Map(peer.frames.map((f) => [f.correlationId, f]));
+    expect(byId.get(2)?.body).toEqual({ nonce: 5 });
+    expect(errorOf(peer.frames.find((f) => f.opcode === Opcode.Connection)).name).toBe('FRAME_TOO_LARGE');
+  });
+
+  it('does not idle-timeout a connection that is busy at its in-flight cap', async () => {
+    const { peer, host } = await openReady({ maxInFlight: 1, idleTimeoutMs: 100 });
+    host.hold = true;
+    peer.send(Opcode.Ping, { nonce: 1 }, 2);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(peer.isClosed).toBe(false);
+    host.gates.shift()?.();
+    await peer.waitFrames(2);
+    expect(peer.frames[1]?.body).toEqual({ nonce: 1 });
+  });
+
+  it('refuses a response-flagged frame before the handshake', async () => {
+    const { peer } = open();
+    peer.write(encodeFrame({ opcode: Opcode.Ping, flags: FrameFlags.RESPONSE, correlationId: 3 }, encodeBody({})));
+    await peer.waitClosed();
+    expect(errorOf(peer.frames[0]).name).toBe('HANDSHAKE_REQUIRED');
+  });
+});

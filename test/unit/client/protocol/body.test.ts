@@ -62,3 +62,10 @@ describe('body codec', () => {
     );
   });
 });
+
+describe('body codec key and binary limits', () => {
+  it('refuses overlong map keys and oversized binaries', () => {
+    expect(refused(encodeBody({ ['k'.repeat(DEFAULT_BODY_LIMITS.maxKeyLength + 1)]: 1 }))).toMatch(/map key longer/);
+    expect(() => decodeBody(encodeBody({ b: Buffer.alloc(10) }), { ...DEFAULT_BODY_LIMITS, maxBinaryBytes: 4 })).toThrow(/binary larger than 4 bytes/);
+  });
+});
