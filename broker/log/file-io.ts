@@ -1,0 +1,239 @@
+/**
+ * The narrow file-system interface the storage engine uses, and its real implementation over
+ * node:fs. Everything the log does to a disk goes through `FileIO`, so the same log code runs on
+ * the crash-simulating in-memory file system (crash-fs.ts) in tests.
+ *
+ * The real implementation uses the callback API of node:fs on raw descriptors: fs/promises'
+ * FileHandle costs an extra object and promise hop per call, which shows on the append path.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** An open file. Positions are absolute; nothing here depends on a file cursor. */
+export interface FileHandle {
+  readonly path: string;
+  /** Reads up to `length` bytes at `position` into `buf[offset..]`; returns the count (short at EOF). */
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /** Writes every byte of `buffers` back to back starting at `position`, or throws. */
+  writev(buffers: readonly Buffer[], position: number): Promise<void>;
+  /** fdatasync: what was written before the call survives a power cut once this resolves. */
+  datasync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * `read`: existing file, read only. `write`: existing file, read-write.
+ * `create`: read-write, created if missing and truncated if present.
+ */
+export type OpenMode = 'read' | 'write' | 'create';
+
+export interface FileStat {
+  size: number;
+  isDirectory: boolean;
+}
+
+export interface FileIO {
+  open(path: string, mode: OpenMode): Promise<FileHandle>;
+  /** Names in `dir` (files and directories), unsorted. */
+  readdir(dir: string): Promise<string[]>;
+  /** Creates one directory; its parent must exist. No error if it already exists. */
+  mkdir(dir: string): Promise<void>;
+  /** Size (of a file; unspecified for a directory) and kind of `path`, or undefined when missing. */
+  stat(path: string): Promise<FileStat | undefined>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** Removes a directory and everything under it; no error if missing. */
+  removeTree(dir: string): Promise<void>;
+  /** fsync on the directory itself: makes creations, renames and removals in it durable. */
+  fsyncDir(dir: string): Promise<void>;
+}
+
+/** Creates `dir` and any missing parents, fsyncing each parent so the new entries survive a crash. */
+export async function ensureDir(io: FileIO, dir: string): Promise<void> {
+  const missing: string[] = [];
+  let cur = path.resolve(dir);
+  while ((await io.stat(cur)) === undefined) {
+    missing.push(cur);
+    const parent = path.dirname(cur);
+    if (parent === cur) break;
+    cur = parent;
+  }
+  for (const d of missing.reverse()) {
+    await io.mkdir(d);
+    await io.fsyncDir(path.dirname(d));
+  }
+}
+
+/** Reads the whole file, or undefined when it does not exist. */
+export async function readWholeFile(io: FileIO, file: string): Promise<Buffer | undefined> {
+  if ((await io.stat(file)) === undefined) return undefined;
+  const fh = await io.open(file, 'read');
+  try {
+    const size = await fh.size();
+    const buf = Buffer.allocUnsafe(size);
+    const n = await readFully(fh, buf, 0, size, 0);
+    return buf.subarray(0, n);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Reads until `length` bytes or EOF; returns the count read. */
+export async function readFully(
+  fh: FileHandle,
+  buf: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
+  let done = 0;
+  while (done < length) {
+    const n = await fh.read(buf, offset + done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/**
+ * Crash-safe replacement of a small file (style note 9): write a temp file, fdatasync it, rename
+ * it over the target, fsync the directory. A crash leaves either the old or the new content.
+ */
+export async function writeFileAtomic(io: FileIO, file: string, data: Buffer): Promise<void> {
+  const tmp = `${file}.tmp`;
+  const fh = await io.open(tmp, 'create');
+  try {
+    await fh.writev([data], 0);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  await io.rename(tmp, file);
+  await io.fsyncDir(path.dirname(file));
+}
+
+// Linux accepts at most IOV_MAX (1024) buffers per writev; larger groups are split.
+const IOV_MAX = 1024;
+
+function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    fn((err, value) => (err ? reject(err) : resolve(value)));
+  });
+}
+
+class NodeFileHandle implements FileHandle {
+  readonly path: string;
+  readonly #fd: number;
+
+  constructor(filePath: string, fd: number) {
+    this.path = filePath;
+    this.#fd = fd;
+  }
+
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    return cb<number>((done) => fs.read(this.#fd, buf, offset, length, position, done));
+  }
+
+  async writev(buffers: readonly Buffer[], position: number): Promise<void> {
+    let pos = position;
+    let i = 0;
+    while (i < buffers.length) {
+      const group = buffers.slice(i, i + IOV_MAX);
+      let want = 0;
+      for (const b of group) want += b.length;
+      const wrote = await cb<number>((done) => fs.writev(this.#fd, group, pos, done));
+      // A short write is rare on regular files (ENOSPC half way); finish the rest with write().
+      if (wrote < want) await this.#writeAll(Buffer.concat(group).subarray(wrote), pos + wrote);
+      pos += want;
+      i += group.length;
+    }
+  }
+
+  async #writeAll(buf: Buffer, position: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      const n = await cb<number>((d) => fs.write(this.#fd, buf, done, buf.length - done, position + done, d));
+      if (n <= 0) throw Object.assign(new Error(`short write to ${this.path}`), { code: 'EIO' });
+      done += n;
+    }
+  }
+
+  datasync(): Promise<void> {
+    return cb<void>((done) => fs.fdatasync(this.#fd, (err) => done(err, undefined)));
+  }
+
+  truncate(length: number): Promise<void> {
+    return cb<void>((done) => fs.ftruncate(this.#fd, length, (err) => done(err, undefined)));
+  }
+
+  async size(): Promise<number> {
+    const st = await cb<fs.Stats>((done) => fs.fstat(this.#fd, done));
+    return st.size;
+  }
+
+  close(): Promise<void> {
+    return cb<void>((done) => fs.close(this.#fd, (err) => done(err, undefined)));
+  }
+}
+
+const OPEN_FLAGS: Record<OpenMode, number> = {
+  read: fs.constants.O_RDONLY,
+  write: fs.constants.O_RDWR,
+  create: fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC,
+};
+
+/** FileIO over the real file system. */
+export class NodeFileIO implements FileIO {
+  async open(file: string, mode: OpenMode): Promise<FileHandle> {
+    const fd = await cb<number>((done) => fs.open(file, OPEN_FLAGS[mode], 0o644, done));
+    return new NodeFileHandle(file, fd);
+  }
+
+  readdir(dir: string): Promise<string[]> {
+    return fs.promises.readdir(dir);
+  }
+
+  async mkdir(dir: string): Promise<void> {
+    try {
+      await fs.promises.mkdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+
+  async stat(file: string): Promise<FileStat | undefined> {
+    try {
+      const st = await fs.promises.stat(file);
+      return { size: st.size, isDirectory: st.isDirectory() };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return fs.promises.rename(from, to);
+  }
+
+  unlink(file: string): Promise<void> {
+    return fs.promises.unlink(file);
+  }
+
+  removeTree(dir: string): Promise<void> {
+    return fs.promises.rm(dir, { recursive: true, force: true });
+  }
+
+  async fsyncDir(dir: string): Promise<void> {
+    const fd = await cb<number>((done) => fs.open(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY, done));
+    try {
+      await cb<void>((done) => fs.fsync(fd, (err) => done(err, undefined)));
+    } finally {
+      await cb<void>((done) => fs.close(fd, (err) => done(err, undefined)));
+    }
+  }
+}
+
+/** The process-wide default real file system. */
+export const nodeFileIO: FileIO = new NodeFileIO();
