@@ -1,13 +1,28 @@
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { PROTOCOL_VERSION } from '../client/protocol/frame.js';
 import { parsers, type ApiName, type HelloResponse } from '../client/protocol/messages/index.js';
 import { opcodeName } from '../client/protocol/opcodes.js';
 import { parseBrokerConfig, type BrokerConfig, type BrokerOptions } from './config.js';
+import { lockDataDir } from './data-dir.js';
+import { GroupCoordinator } from './groups/coordinator.js';
+import { fetchHandlers } from './handlers/fetch.js';
+import { groupHandlers } from './handlers/groups.js';
 import type { HandledApi, Handler, HandlerTable } from './handlers/handler.js';
 import { handlePing } from './handlers/ping.js';
+import { produceHandlers } from './handlers/produce.js';
+import type { Services } from './handlers/services.js';
+import { topicHandlers } from './handlers/topics.js';
+import { LogManager } from './log/index.js';
 import { createLogger, type Logger } from './logger.js';
+import type { MetaStore } from './meta/meta-store.js';
+import { openMetaStore } from './meta/sqlite-meta-store.js';
 import { ServerConnection, type RequestContext, type RequestHost } from './net/server-connection.js';
+import { TopicRegistry } from './topics.js';
 import { SLUICE_VERSION } from './version.js';
+
+/** How often expired consumer-group sessions are swept. */
+const SESSION_SWEEP_MS = 1_000;
 
 /**
  * The broker core: owns storage and state, and answers requests through one handler per request
@@ -18,22 +33,86 @@ export class Broker implements RequestHost {
   readonly log: Logger;
   readonly #connections = new Set<ServerConnection>();
   readonly #handlers: HandlerTable;
+  readonly #meta: MetaStore;
+  readonly #logs: LogManager;
+  readonly #topics: TopicRegistry;
+  readonly #stopping = new AbortController();
+  readonly #unlock: () => void;
+  readonly #timers: NodeJS.Timeout[] = [];
   #closing: Promise<void> | undefined;
+  #fatal: Error | undefined;
+  readonly #closed: Promise<void>;
+  #markClosed!: () => void;
 
-  private constructor(config: BrokerConfig) {
+  private constructor(config: BrokerConfig, log: Logger, meta: MetaStore, logs: LogManager, unlock: () => void) {
     this.config = config;
-    this.log = config.logger ?? createLogger(config.logLevel);
+    this.log = log;
+    this.#meta = meta;
+    this.#logs = logs;
+    this.#unlock = unlock;
+    this.#closed = new Promise((resolve) => (this.#markClosed = resolve));
+    this.#topics = new TopicRegistry(meta, logs, { partitions: config.defaultPartitions, autoCreate: config.autoCreateTopics });
+    const services: Services = {
+      topics: this.#topics,
+      meta,
+      groups: new GroupCoordinator({
+        store: meta,
+        partitionsOf: (topic) => this.#topics.partitionsOf(topic),
+        sessionTimeoutMs: config.groupSessionTimeoutMs,
+        heartbeatIntervalMs: config.groupHeartbeatIntervalMs,
+      }),
+      stopping: this.#stopping.signal,
+      now: Date.now,
+    };
     this.#handlers = {
       Ping: handlePing,
+      ...topicHandlers(services),
+      ...produceHandlers(services),
+      ...fetchHandlers(services),
+      ...groupHandlers(services),
     };
+    const sweep = setInterval(() => services.groups.expireSessions(Date.now()), SESSION_SWEEP_MS);
+    const retention = setInterval(() => {
+      logs.enforceRetention().catch((err: unknown) => log.error({ err }, 'retention failed'));
+    }, config.retentionCheckIntervalMs);
+    for (const t of [sweep, retention]) {
+      t.unref();
+      this.#timers.push(t);
+    }
   }
 
+  /** Opens the data directory: locks it, opens SQLite, recovers every partition log. */
   static async open(options: BrokerOptions = {}): Promise<Broker> {
-    return new Broker(parseBrokerConfig(options));
+    const config = parseBrokerConfig(options);
+    const log = config.logger ?? createLogger(config.logLevel);
+    const unlock = lockDataDir(config.dataDir);
+    let meta: MetaStore | undefined;
+    try {
+      meta = openMetaStore(join(config.dataDir, 'sluice.db'));
+      let broker: Broker | undefined;
+      const logs = new LogManager({
+        dataDir: config.dataDir,
+        defaults: { fsync: config.fsync, fsyncIntervalMs: config.fsyncIntervalMs, maxBatchBytes: config.maxBatchBytes, logger: log },
+        onFatal: (err, topic, partition) => broker?.fail(err, `${topic}/${partition}`),
+      });
+      broker = new Broker(config, log, meta, logs, unlock);
+      await broker.#topics.openAll();
+      log.info({ dataDir: config.dataDir, fsync: config.fsync, topics: broker.#topics.list().length }, 'broker opened');
+      return broker;
+    } catch (err) {
+      meta?.close();
+      unlock();
+      throw err;
+    }
   }
 
   get connectionCount(): number {
     return this.#connections.size;
+  }
+
+  /** The storage failure that stopped the broker, if one did. */
+  get fatalError(): Error | undefined {
+    return this.#fatal;
   }
 
   handleConnection(stream: Duplex, remoteAddress?: string): void {
@@ -54,6 +133,7 @@ export class Broker implements RequestHost {
       features: [],
       limits: {
         maxFrameBytes: this.config.maxFrameBytes,
+        maxBatchBytes: this.config.maxBatchBytes,
         maxInFlight: this.config.maxInFlight,
         idleTimeoutMs: this.config.idleTimeoutMs,
         heartbeatIntervalMs: this.config.heartbeatIntervalMs,
@@ -73,14 +153,40 @@ export class Broker implements RequestHost {
     return handler(request as never, ctx);
   }
 
-  /** Graceful: drain every connection (in-flight requests finish), then close storage. */
+  /**
+   * A storage failure (a failed write or fsync) stops the broker: what was pending has already
+   * failed with STORAGE_ERROR, and nothing after it may be acknowledged.
+   */
+  fail(err: Error, where: string): void {
+    if (this.#fatal !== undefined) return;
+    this.#fatal = err;
+    this.log.error({ err, where }, 'storage failure; stopping the broker');
+    void this.close();
+  }
+
+  /** Graceful: wake parked requests, drain every connection, then close storage. */
   close(): Promise<void> {
-    this.#closing ??= this.#close();
+    if (this.#closing === undefined) {
+      this.#closing = this.#close();
+      this.#closing.then(this.#markClosed, this.#markClosed);
+    }
     return this.#closing;
   }
 
+  /** Resolves once the broker has closed, whoever closed it (a caller, or a storage failure). */
+  whenClosed(): Promise<void> {
+    return this.#closed;
+  }
+
   async #close(): Promise<void> {
-    const timeout = this.config.shutdownTimeoutMs;
-    await Promise.all([...this.#connections].map((c) => c.drain(timeout)));
+    this.#stopping.abort();
+    for (const t of this.#timers) clearInterval(t);
+    await Promise.all([...this.#connections].map((c) => c.drain(this.config.shutdownTimeoutMs)));
+    try {
+      await this.#logs.close();
+    } finally {
+      this.#meta.close();
+      this.#unlock();
+    }
   }
 }

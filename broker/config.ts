@@ -1,7 +1,9 @@
 import { SluiceError } from '../client/protocol/errors.js';
 import type { LogLevel, Logger } from './logger.js';
 
-export type FsyncMode = 'always' | 'interval' | 'never';
+import type { FsyncMode } from './log/options.js';
+
+export type { FsyncMode };
 
 /** What a caller may pass to `startBroker`; every field is optional and documented with its default. */
 export interface BrokerOptions {
@@ -17,6 +19,8 @@ export interface BrokerOptions {
   fsyncIntervalMs?: number;
   /** Largest frame after the handshake, length prefix included. Default 8 MiB. */
   maxFrameBytes?: number;
+  /** Largest record batch a producer may send. Default 1 MiB. */
+  maxBatchBytes?: number;
   /** Largest frame before the handshake completes. Default 8 KiB. */
   handshakeMaxFrameBytes?: number;
   /** A connection must send Hello within this time. Default 10 s. */
@@ -33,6 +37,12 @@ export interface BrokerOptions {
   autoCreateTopics?: boolean;
   /** Partitions of an auto-created topic. Default 1. */
   defaultPartitions?: number;
+  /** A consumer-group member not heard from for this long is removed. Default 30 s. */
+  groupSessionTimeoutMs?: number;
+  /** How often group members are told to heartbeat. Default 3 s (capped below the session timeout). */
+  groupHeartbeatIntervalMs?: number;
+  /** How often retention runs over every partition. Default 5 min. */
+  retentionCheckIntervalMs?: number;
   /** Log level of the default logger. Default `info`. */
   logLevel?: LogLevel;
   /** A logger to use instead of the default pino logger on stderr. */
@@ -47,6 +57,7 @@ export interface BrokerConfig {
   readonly fsync: FsyncMode;
   readonly fsyncIntervalMs: number;
   readonly maxFrameBytes: number;
+  readonly maxBatchBytes: number;
   readonly handshakeMaxFrameBytes: number;
   readonly handshakeTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -56,6 +67,9 @@ export interface BrokerConfig {
   readonly shutdownTimeoutMs: number;
   readonly autoCreateTopics: boolean;
   readonly defaultPartitions: number;
+  readonly groupSessionTimeoutMs: number;
+  readonly groupHeartbeatIntervalMs: number;
+  readonly retentionCheckIntervalMs: number;
   readonly logLevel: LogLevel;
   readonly logger: Logger | undefined;
 }
@@ -68,6 +82,7 @@ export function parseBrokerConfig(input: unknown = {}): BrokerConfig {
   if (typeof input !== 'object' || input === null) bad('options', 'an object');
   const o = input as Record<string, unknown>;
   const idleTimeoutMs = intOpt(o, 'idleTimeoutMs', 60_000, 100, 86_400_000);
+  const groupSessionTimeoutMs = intOpt(o, 'groupSessionTimeoutMs', 30_000, 100, 3_600_000);
   return Object.freeze({
     host: strOpt(o, 'host', '127.0.0.1'),
     port: intOpt(o, 'port', 7420, 0, 65_535),
@@ -75,16 +90,20 @@ export function parseBrokerConfig(input: unknown = {}): BrokerConfig {
     fsync: enumOpt(o, 'fsync', 'always', FSYNC_MODES),
     fsyncIntervalMs: intOpt(o, 'fsyncIntervalMs', 1_000, 1, 3_600_000),
     maxFrameBytes: intOpt(o, 'maxFrameBytes', 8 << 20, 1 << 10, 1 << 30),
+    maxBatchBytes: intOpt(o, 'maxBatchBytes', 1 << 20, 1 << 10, 64 << 20),
     handshakeMaxFrameBytes: intOpt(o, 'handshakeMaxFrameBytes', 8 << 10, 64, 1 << 20),
     handshakeTimeoutMs: intOpt(o, 'handshakeTimeoutMs', 10_000, 10, 600_000),
     idleTimeoutMs,
     // A third of the idle timeout leaves room for two lost heartbeats before the cut.
     heartbeatIntervalMs: Math.max(1, Math.floor(idleTimeoutMs / 3)),
     maxInFlight: intOpt(o, 'maxInFlight', 128, 1, 65_536),
-    maxPendingBytes: intOpt(o, 'maxPendingBytes', 64 << 20, 1 << 10, 1 << 31),
+    maxPendingBytes: intOpt(o, 'maxPendingBytes', 64 << 20, 1 << 10, 2 ** 31),
     shutdownTimeoutMs: intOpt(o, 'shutdownTimeoutMs', 10_000, 0, 600_000),
     autoCreateTopics: boolOpt(o, 'autoCreateTopics', false),
     defaultPartitions: intOpt(o, 'defaultPartitions', 1, 1, 10_000),
+    groupSessionTimeoutMs,
+    groupHeartbeatIntervalMs: Math.min(intOpt(o, 'groupHeartbeatIntervalMs', 3_000, 10, 3_600_000), Math.floor(groupSessionTimeoutMs / 3)),
+    retentionCheckIntervalMs: intOpt(o, 'retentionCheckIntervalMs', 300_000, 10, 86_400_000),
     logLevel: enumOpt(o, 'logLevel', 'info', LOG_LEVELS),
     logger: loggerOpt(o),
   });

@@ -3,6 +3,10 @@ import { Command, Option } from 'commander';
 import { isSluiceError } from '../client/protocol/errors.js';
 import { SLUICE_VERSION } from '../broker/version.js';
 import { registerBrokerCommand } from './commands/broker.js';
+import { registerConsumeCommand } from './commands/consume.js';
+import { registerGroupCommands } from './commands/group.js';
+import { registerProduceCommand } from './commands/produce.js';
+import { registerTopicCommands } from './commands/topic.js';
 import { DEFAULT_BROKER } from '../client/internal/broker-address.js';
 
 /**
@@ -18,6 +22,10 @@ const program = new Command('sluice')
   .configureOutput({ outputError: (str, write) => write(str) });
 
 registerBrokerCommand(program);
+registerTopicCommands(program);
+registerProduceCommand(program);
+registerConsumeCommand(program);
+registerGroupCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -114,7 +114,7 @@ export class Connection {
   async request<K extends Api>(api: K, body: RequestOf<K>, options: RequestOptions = {}): Promise<ResponseOf<K>> {
     const timeoutMs = options.timeoutMs ?? this.#config.requestTimeoutMs;
     const { signal } = options;
-    if (this.#state === 'closing' || this.#state === 'closed') throw new SluiceError('CONNECTION_CLOSED', 'connection is closed');
+    if (this.#state === 'closing' || this.#state === 'closed') throw new SluiceError('CLIENT_CLOSED', 'connection is closed');
     if (signal?.aborted) throw abortError(signal);
     const result = deferred<unknown>();
     let id = 0;
@@ -137,9 +137,9 @@ export class Connection {
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#setState('closing');
-    this.#ready.reject(new SluiceError('CONNECTION_CLOSED', 'connection closed by the client'));
+    this.#ready.reject(new SluiceError('CLIENT_CLOSED', 'connection closed by the client'));
     if (this.#pending.size > 0) await new Promise<void>((resolve) => (this.#onIdle = resolve));
-    this.#shutdown(new SluiceError('CONNECTION_CLOSED', 'connection closed by the client'));
+    this.#shutdown(new SluiceError('CLIENT_CLOSED', 'connection closed by the client'));
     await this.#loop;
   }
 

@@ -5,3 +5,10 @@ export { SluiceError, isSluiceError, hasCode, ERROR_TABLE } from './protocol/err
 export type { ErrorName, SluiceErrorOptions } from './protocol/errors.js';
 export { DEFAULT_BROKER, parseBrokerAddress } from './internal/broker-address.js';
 export type { BrokerAddress } from './internal/broker-address.js';
+export { connect, SluiceClient } from './client.js';
+export { Producer } from './producer.js';
+export type { ProducerOptions, ProducerConfig, ProducerMessage, RecordMetadata } from './producer.js';
+export { Admin } from './admin.js';
+export type { CreateTopicOptions, PartitionOffset, ResetGroupOffsetsOptions, DescribeGroupResponse, GroupSummary, ResetOffsetsResponse, DescribeTopicResponse, TopicSettings, TopicSummary, OffsetSpec } from './admin.js';
+export { murmur2, partitionForKey } from './partitioner.js';
+export type { Message, MessageHeaders } from './value-codec.js';

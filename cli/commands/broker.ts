@@ -11,6 +11,7 @@ interface BrokerFlags {
   fsync: FsyncMode;
   fsyncIntervalMs: number;
   autoCreateTopics: boolean;
+  groupSessionTimeoutMs: number;
   logLevel: LogLevel;
 }
 
@@ -25,6 +26,7 @@ export function registerBrokerCommand(program: Command): void {
     .addOption(new Option('--fsync <mode>', 'when appends reach the disk before they are acknowledged').choices(['always', 'interval', 'never']).default('always'))
     .addOption(new Option('--fsync-interval-ms <ms>', 'sync period under --fsync interval').default(1000).argParser(intArg('--fsync-interval-ms', 1, 3_600_000)))
     .option('--auto-create-topics', 'create unknown topics on first produce', false)
+    .addOption(new Option('--group-session-timeout-ms <ms>', 'remove a consumer-group member not heard from for this long').default(30_000).argParser(intArg('--group-session-timeout-ms', 100, 3_600_000)))
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['debug', 'info', 'warn', 'error', 'silent']).default('info'))
     .action(async (flags: BrokerFlags) => {
       const options: BrokerOptions = {
@@ -34,6 +36,7 @@ export function registerBrokerCommand(program: Command): void {
         fsync: flags.fsync,
         fsyncIntervalMs: flags.fsyncIntervalMs,
         autoCreateTopics: flags.autoCreateTopics,
+        groupSessionTimeoutMs: flags.groupSessionTimeoutMs,
         logLevel: flags.logLevel,
       };
       const running = await startBroker(options);
@@ -52,6 +55,13 @@ export function registerBrokerCommand(program: Command): void {
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+        // A storage failure closes the broker by itself; the process must then say so.
+        running.broker.whenClosed().then(resolve, resolve);
       });
+      const fatal = running.broker.fatalError;
+      if (fatal !== undefined) {
+        process.stderr.write(`sluice: STORAGE_ERROR: ${fatal.message}\n`);
+        process.exitCode = 1;
+      }
     });
 }

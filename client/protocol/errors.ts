@@ -21,6 +21,7 @@ export const ERROR_TABLE = {
   CONNECTION_CLOSED: { code: 13, retriable: true, message: 'Connection closed' },
   ABORTED: { code: 14, retriable: false, message: 'Operation aborted' },
   INVALID_CONFIG: { code: 15, retriable: false, message: 'Invalid configuration' },
+  CLIENT_CLOSED: { code: 16, retriable: false, message: 'The client was closed by its owner' },
 
   CORRUPT_RECORD: { code: 20, retriable: false, message: 'Record batch failed its integrity check' },
   INVALID_RECORD: { code: 21, retriable: false, message: 'Record batch is not well formed' },

@@ -7,6 +7,19 @@ export const Opcode = {
   Connection: 0x00,
   Hello: 0x01,
   Ping: 0x02,
+  CreateTopic: 0x10,
+  DeleteTopic: 0x11,
+  ListTopics: 0x12,
+  DescribeTopic: 0x13,
+  Produce: 0x20,
+  Fetch: 0x21,
+  ListOffsets: 0x22,
+  GroupHeartbeat: 0x30,
+  CommitOffsets: 0x31,
+  FetchOffsets: 0x32,
+  ListGroups: 0x33,
+  DescribeGroup: 0x34,
+  ResetOffsets: 0x35,
 } as const;
 
 export type OpcodeName = keyof typeof Opcode;

@@ -37,7 +37,7 @@ describe('SDK connection', () => {
     cleanups.push(dir.remove, () => broker.close());
     const conn = await Connection.connect({ broker: broker.address, clientId: 'limits' });
     cleanups.push(() => conn.close());
-    expect(conn.server?.limits).toEqual({ maxFrameBytes: 8 << 20, maxInFlight: 128, idleTimeoutMs: 900, heartbeatIntervalMs: 300 });
+    expect(conn.server?.limits).toEqual({ maxFrameBytes: 8 << 20, maxBatchBytes: 1 << 20, maxInFlight: 128, idleTimeoutMs: 900, heartbeatIntervalMs: 300 });
     // Heartbeats keep a quiet connection alive past the broker's idle timeout.
     await new Promise((r) => setTimeout(r, 1_500));
     expect(conn.state).toBe('connected');
@@ -106,7 +106,7 @@ describe('SDK connection', () => {
     const closing = a.close();
     b.destroy();
     expect(hasCode(await rejection(abrupt), 'CONNECTION_CLOSED')).toBe(true);
-    expect(hasCode(await rejection(a.request('Ping', {})), 'CONNECTION_CLOSED')).toBe(true);
+    expect(hasCode(await rejection(a.request('Ping', {})), 'CLIENT_CLOSED')).toBe(true);
     bp.resume();
     expect(await graceful).toEqual({ nonce: 1 });
     await closing;

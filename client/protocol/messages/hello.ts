@@ -6,7 +6,7 @@ import { fields, int, list, optList, str, strItem } from '../shape.js';
  *
  *   request  = { version: u8, clientId: str(<=256), features?: [str] }
  *   response = { version: u8, server: str, serverVersion: str, features: [str],
- *                limits: { maxFrameBytes, maxInFlight, idleTimeoutMs, heartbeatIntervalMs } }
+ *                limits: { maxFrameBytes, maxBatchBytes, maxInFlight, idleTimeoutMs, heartbeatIntervalMs } }
  */
 export interface HelloRequest {
   readonly version: number;
@@ -17,6 +17,8 @@ export interface HelloRequest {
 export interface ServerLimits {
   /** Largest frame the broker accepts after the handshake, length prefix included. */
   readonly maxFrameBytes: number;
+  /** Largest record batch a Produce may carry (RECORD_TOO_LARGE above it). */
+  readonly maxBatchBytes: number;
   /** Requests a connection may have unanswered before the broker stops reading from it. */
   readonly maxInFlight: number;
   /** The broker closes a connection that sends nothing for this long. */
@@ -54,6 +56,7 @@ export function parseHelloResponse(body: unknown): HelloResponse {
     features: list(o, 'features', 'HelloResponse', strItem(64), 256),
     limits: {
       maxFrameBytes: int(l, 'maxFrameBytes', path, { min: 1 }),
+      maxBatchBytes: int(l, 'maxBatchBytes', path, { min: 1 }),
       maxInFlight: int(l, 'maxInFlight', path, { min: 1 }),
       idleTimeoutMs: int(l, 'idleTimeoutMs', path, { min: 1 }),
       heartbeatIntervalMs: int(l, 'heartbeatIntervalMs', path, { min: 1 }),

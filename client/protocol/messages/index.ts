@@ -2,10 +2,21 @@ import type { HelloRequest, HelloResponse } from './hello.js';
 import { parseHelloRequest, parseHelloResponse } from './hello.js';
 import type { PingBody } from './ping.js';
 import { parsePing } from './ping.js';
+import * as t from './topics.js';
+import * as p from './produce.js';
+import * as f from './fetch.js';
+import * as g from './groups.js';
 
 export * from './hello.js';
 export * from './ping.js';
 export * from './error.js';
+export * from './common.js';
+export * from './topics.js';
+export * from './produce.js';
+export * from './fetch.js';
+export * from './groups.js';
+
+type Empty = Record<string, never>;
 
 /**
  * The request/response types of every opcode, by name. The broker's handler table and the SDK's
@@ -14,6 +25,19 @@ export * from './error.js';
 export interface Api {
   Hello: { request: HelloRequest; response: HelloResponse };
   Ping: { request: PingBody; response: PingBody };
+  CreateTopic: { request: t.CreateTopicRequest; response: t.TopicSummary };
+  DeleteTopic: { request: t.TopicRef; response: t.TopicRef };
+  ListTopics: { request: Empty; response: t.ListTopicsResponse };
+  DescribeTopic: { request: t.TopicRef; response: t.DescribeTopicResponse };
+  Produce: { request: p.ProduceRequest; response: p.ProduceResponse };
+  Fetch: { request: f.FetchRequest; response: f.FetchResponse };
+  ListOffsets: { request: f.ListOffsetsRequest; response: f.ListOffsetsResponse };
+  GroupHeartbeat: { request: g.GroupHeartbeatRequest; response: g.GroupHeartbeatResponse };
+  CommitOffsets: { request: g.CommitOffsetsRequest; response: { readonly committed: number } };
+  FetchOffsets: { request: g.GroupRef; response: { readonly offsets: readonly g.CommittedOffsetInfo[] } };
+  ListGroups: { request: Empty; response: { readonly groups: readonly g.GroupSummary[] } };
+  DescribeGroup: { request: g.GroupRef; response: g.DescribeGroupResponse };
+  ResetOffsets: { request: g.ResetOffsetsRequest; response: g.ResetOffsetsResponse };
 }
 
 export type ApiName = keyof Api;
@@ -24,4 +48,17 @@ export type ResponseOf<K extends ApiName> = Api[K]['response'];
 export const parsers: { readonly [K in ApiName]: { request(body: unknown): RequestOf<K>; response(body: unknown): ResponseOf<K> } } = {
   Hello: { request: parseHelloRequest, response: parseHelloResponse },
   Ping: { request: parsePing, response: parsePing },
+  CreateTopic: { request: t.parseCreateTopicRequest, response: t.parseTopicSummary },
+  DeleteTopic: { request: t.parseTopicRef, response: t.parseTopicRef },
+  ListTopics: { request: t.parseEmpty, response: t.parseListTopicsResponse },
+  DescribeTopic: { request: t.parseTopicRef, response: t.parseDescribeTopicResponse },
+  Produce: { request: p.parseProduceRequest, response: p.parseProduceResponse },
+  Fetch: { request: f.parseFetchRequest, response: f.parseFetchResponse },
+  ListOffsets: { request: f.parseListOffsetsRequest, response: f.parseListOffsetsResponse },
+  GroupHeartbeat: { request: g.parseGroupHeartbeatRequest, response: g.parseGroupHeartbeatResponse },
+  CommitOffsets: { request: g.parseCommitOffsetsRequest, response: g.parseCommitOffsetsResponse },
+  FetchOffsets: { request: g.parseGroupRef, response: g.parseFetchOffsetsResponse },
+  ListGroups: { request: t.parseEmpty, response: g.parseListGroupsResponse },
+  DescribeGroup: { request: g.parseGroupRef, response: g.parseDescribeGroupResponse },
+  ResetOffsets: { request: g.parseResetOffsetsRequest, response: g.parseResetOffsetsResponse },
 };

@@ -27,7 +27,7 @@ class FakeHost implements RequestHost {
   hold = false;
   responseBytes = 0;
   hello(): HelloResponse {
-    return { version: 1, server: 'fake', serverVersion: '0', features: [], limits: { maxFrameBytes: LIMITS.maxFrameBytes, maxInFlight: LIMITS.maxInFlight, idleTimeoutMs: 1000, heartbeatIntervalMs: 300 } };
+    return { version: 1, server: 'fake', serverVersion: '0', features: [], limits: { maxFrameBytes: LIMITS.maxFrameBytes, maxBatchBytes: 1 << 20, maxInFlight: LIMITS.maxInFlight, idleTimeoutMs: 1000, heartbeatIntervalMs: 300 } };
   }
   serves(opcode: number): boolean {
     return opcode === Opcode.Ping;

@@ -44,7 +44,7 @@ describe('frame codec', () => {
   it('round-trips every message type through its body parser', () => {
     const hello = { version: 1, clientId: 'svc-1', features: ['x'] };
     expect(parsers.Hello.request(decodeBody(encodeBody(hello)))).toEqual(hello);
-    const helloRes = { version: 1, server: 'sluice', serverVersion: '0.1.0', features: [], limits: { maxFrameBytes: 1024, maxInFlight: 4, idleTimeoutMs: 1000, heartbeatIntervalMs: 333 } };
+    const helloRes = { version: 1, server: 'sluice', serverVersion: '0.1.0', features: [], limits: { maxFrameBytes: 1024, maxBatchBytes: 512, maxInFlight: 4, idleTimeoutMs: 1000, heartbeatIntervalMs: 333 } };
     expect(parsers.Hello.response(decodeBody(encodeBody(helloRes)))).toEqual(helloRes);
     expect(parsers.Ping.request(decodeBody(encodeBody({ nonce: 42 })))).toEqual({ nonce: 42 });
     expect(parsers.Ping.response(decodeBody(encodeBody({})))).toEqual({});

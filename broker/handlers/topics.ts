@@ -1,0 +1,31 @@
+import type { HandlerTable } from './handler.js';
+import type { Services } from './services.js';
+
+export function topicHandlers(s: Services): Pick<HandlerTable, 'CreateTopic' | 'DeleteTopic' | 'ListTopics' | 'DescribeTopic'> {
+  return {
+    async CreateTopic(req) {
+      const record = await s.topics.create(req, s.now());
+      return { topic: record.name, partitions: record.partitions };
+    },
+    async DeleteTopic(req) {
+      await s.topics.delete(req.topic);
+      return { topic: req.topic };
+    },
+    ListTopics() {
+      return { topics: s.topics.list().map((t) => ({ topic: t.name, partitions: t.partitions })) };
+    },
+    async DescribeTopic(req) {
+      await s.topics.ensure(req.topic);
+      const record = s.topics.require(req.topic);
+      return {
+        topic: record.name,
+        createdAt: record.createdAt,
+        config: record.config,
+        partitions: Array.from({ length: record.partitions }, (_, partition) => {
+          const log = s.topics.partition(record.name, partition);
+          return { partition, startOffset: log.startOffset, endOffset: log.highWatermark };
+        }),
+      };
+    },
+  };
+}

@@ -1,0 +1,137 @@
+import { SluiceError } from '../client/protocol/errors.js';
+import type { CreateTopicRequest } from '../client/protocol/messages/topics.js';
+import type { LogManager, PartitionLog } from './log/index.js';
+import type { MetaStore, TopicRecord } from './meta/meta-store.js';
+import { validateTopicName } from './meta/topic-name.js';
+
+export interface TopicDefaults {
+  readonly partitions: number;
+  readonly autoCreate: boolean;
+}
+
+interface OpenTopic {
+  readonly record: TopicRecord;
+  readonly logs: readonly PartitionLog[];
+}
+
+const MAX_PARTITIONS = 10_000;
+
+/**
+ * Which topics exist and their open partition logs. SQLite is the source of truth; a topic is
+ * served only once every one of its partition logs is open, so a produce never races a create.
+ * Creation writes metadata first: a crash before the logs open leaves a topic whose empty logs
+ * are created on the next start, never logs without a topic.
+ */
+export class TopicRegistry {
+  readonly #meta: MetaStore;
+  readonly #logs: LogManager;
+  readonly #defaults: TopicDefaults;
+  readonly #topics = new Map<string, OpenTopic>();
+  readonly #opening = new Map<string, Promise<OpenTopic>>();
+
+  constructor(meta: MetaStore, logs: LogManager, defaults: TopicDefaults) {
+    this.#meta = meta;
+    this.#logs = logs;
+    this.#defaults = defaults;
+  }
+
+  /** Opens (and recovers) the logs of every topic in the metadata store. */
+  async openAll(): Promise<void> {
+    for (const record of this.#meta.listTopics()) await this.#open(record);
+  }
+
+  async create(req: CreateTopicRequest, now = Date.now()): Promise<TopicRecord> {
+    const name = validateTopicName(req.topic);
+    const partitions = req.partitions ?? this.#defaults.partitions;
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
+      throw new SluiceError('INVALID_CONFIG', `partitions must be an integer in [1, ${MAX_PARTITIONS}], got ${partitions}`);
+    }
+    const record: TopicRecord = {
+      name,
+      partitions,
+      config: { retentionMs: req.retentionMs ?? null, retentionBytes: req.retentionBytes ?? null, segmentBytes: req.segmentBytes ?? null },
+      createdAt: now,
+    };
+    this.#meta.createTopic(record);
+    await this.#open(record);
+    return record;
+  }
+
+  async delete(topic: string): Promise<void> {
+    const name = validateTopicName(topic);
+    await this.#opening.get(name)?.catch(() => undefined);
+    if (!this.#meta.deleteTopic(name)) throw notFound(name);
+    this.#topics.delete(name);
+    await this.#logs.deleteTopic(name);
+  }
+
+  get(topic: string): TopicRecord | undefined {
+    return this.#topics.get(topic)?.record;
+  }
+
+  /** The topic's record; TOPIC_NOT_FOUND if it does not exist. */
+  require(topic: string): TopicRecord {
+    const open = this.#topics.get(topic);
+    if (open === undefined) throw notFound(topic);
+    return open.record;
+  }
+
+  list(): TopicRecord[] {
+    return [...this.#topics.values()].map((t) => t.record).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** Partition count, or undefined for an unknown topic (the group coordinator's view). */
+  partitionsOf(topic: string): number | undefined {
+    return this.#topics.get(topic)?.record.partitions;
+  }
+
+  /** The log of one partition; TOPIC_NOT_FOUND or PARTITION_NOT_FOUND otherwise. */
+  partition(topic: string, partition: number): PartitionLog {
+    const open = this.#topics.get(topic);
+    if (open === undefined) throw notFound(topic);
+    const log = open.logs[partition];
+    if (log === undefined) {
+      throw new SluiceError('PARTITION_NOT_FOUND', `topic ${topic} has partitions 0..${open.logs.length - 1}, not ${partition}`, {
+        details: { topic, partition, partitions: open.logs.length },
+      });
+    }
+    return log;
+  }
+
+  /**
+   * With auto-create on, creates an unknown topic (as Kafka does on produce and metadata
+   * requests, so a producer can learn its partition count); otherwise does nothing.
+   */
+  async ensure(topic: string): Promise<void> {
+    if (this.#topics.has(topic) || !this.#defaults.autoCreate) return;
+    const pending = this.#opening.get(topic);
+    if (pending !== undefined) await pending;
+    else if (this.#meta.getTopic(topic) === undefined) await this.create({ topic });
+  }
+
+  #open(record: TopicRecord): Promise<OpenTopic> {
+    const opening = (async () => {
+      const overrides = {
+        retentionMs: record.config.retentionMs,
+        retentionBytes: record.config.retentionBytes,
+        ...(record.config.segmentBytes === null ? {} : { segmentBytes: record.config.segmentBytes }),
+      };
+      const logs = await Promise.all(Array.from({ length: record.partitions }, (_, p) => this.#logs.openPartition(record.name, p, overrides)));
+      const open = { record, logs };
+      this.#topics.set(record.name, open);
+      return open;
+    })();
+    this.#opening.set(record.name, opening);
+    const forget = (): void => {
+      if (this.#opening.get(record.name) === opening) this.#opening.delete(record.name);
+    };
+    opening.then(forget, forget);
+    return opening;
+  }
+}
+
+/** TOPIC_NOT_FOUND, or INVALID_TOPIC when the name could never exist (the more useful answer). */
+function notFound(topic: string): SluiceError {
+  validateTopicName(topic);
+  return new SluiceError('TOPIC_NOT_FOUND', `topic ${topic} does not exist`, { details: { topic } });
+}

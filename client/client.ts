@@ -1,0 +1,60 @@
+import { Admin } from './admin.js';
+import { Connection, type ConnectionOptions } from './connection.js';
+import { Producer, type ProducerOptions } from './producer.js';
+import { SluiceError } from './protocol/errors.js';
+
+/** Something the client created and must stop before its connection closes. */
+interface Closeable {
+  close(): Promise<void>;
+}
+
+/**
+ * The SDK's front door: one connection, and the producers, admin and consumers built on it.
+ * `close()` stops what the client created (producers flush first), then closes the connection.
+ */
+export class SluiceClient {
+  readonly connection: Connection;
+  readonly #owned = new Set<Closeable>();
+  #closing: Promise<void> | undefined;
+
+  /** Use `connect()`; this wraps a connection that is already open. */
+  constructor(connection: Connection) {
+    this.connection = connection;
+  }
+
+  producer(options?: ProducerOptions): Producer {
+    return this.#own(new Producer(this.connection, options));
+  }
+
+  admin(): Admin {
+    return new Admin(this.connection);
+  }
+
+  // pollConsumer(options: PollConsumerOptions): PollConsumer comes with client/poll-consumer.ts:
+  // build it on this.connection and pass it through this.#own(), so close() stops it (leaving
+  // its group, committing what it processed) before the connection goes.
+
+  /** Graceful and idempotent: flush and close owned producers and consumers, then the connection. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const owned = [...this.#owned];
+      this.#owned.clear();
+      const results = await Promise.allSettled(owned.map((o) => o.close()));
+      await this.connection.close();
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
+    })();
+    return this.#closing;
+  }
+
+  #own<T extends Closeable>(resource: T): T {
+    if (this.#closing !== undefined) throw new SluiceError('CONNECTION_CLOSED', 'client is closed');
+    this.#owned.add(resource);
+    return resource;
+  }
+}
+
+/** Connects to a broker (default: env SLUICE_BROKER, else 127.0.0.1:7420) and completes the handshake. */
+export async function connect(options?: ConnectionOptions): Promise<SluiceClient> {
+  return new SluiceClient(await Connection.connect(options));
+}
