@@ -1,5 +1,6 @@
 import { Admin } from './admin.js';
 import { Connection, type ConnectionOptions } from './connection.js';
+import { PollConsumer, type PollConsumerOptions } from './poll-consumer.js';
 import { Producer, type ProducerOptions } from './producer.js';
 import { SluiceError } from './protocol/errors.js';
 
@@ -30,9 +31,10 @@ export class SluiceClient {
     return new Admin(this.connection);
   }
 
-  // pollConsumer(options: PollConsumerOptions): PollConsumer comes with client/poll-consumer.ts:
-  // build it on this.connection and pass it through this.#own(), so close() stops it (leaving
-  // its group, committing what it processed) before the connection goes.
+  /** A long-poll consumer; `close()` of this client closes it (commit, leave) before the connection. */
+  pollConsumer(options: PollConsumerOptions): PollConsumer {
+    return this.#own(new PollConsumer(this.connection, options));
+  }
 
   /** Graceful and idempotent: flush and close owned producers and consumers, then the connection. */
   close(): Promise<void> {

@@ -12,3 +12,6 @@ export { Admin } from './admin.js';
 export type { CreateTopicOptions, PartitionOffset, ResetGroupOffsetsOptions, DescribeGroupResponse, GroupSummary, ResetOffsetsResponse, DescribeTopicResponse, TopicSettings, TopicSummary, OffsetSpec } from './admin.js';
 export { murmur2, partitionForKey } from './partitioner.js';
 export type { Message, MessageHeaders } from './value-codec.js';
+export { PollConsumer } from './poll-consumer.js';
+export type { PollConsumerOptions, StartFrom } from './poll-consumer.js';
+export type { TopicPartitionKey } from './internal/group-membership.js';

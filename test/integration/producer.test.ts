@@ -242,7 +242,7 @@ describe('Producer', () => {
     expect((await during).offset).toBe(2);
     expect(Date.now() - started).toBeLessThan(2_000);
     await producer.close();
-    expect(hasCode(await rejection(producer.send({ topic: 'flush', value: 'y' })), 'CONNECTION_CLOSED')).toBe(true);
+    expect(hasCode(await rejection(producer.send({ topic: 'flush', value: 'y' })), 'CLIENT_CLOSED')).toBe(true);
   });
 
   it('SluiceClient.close() flushes its producers before closing the connection', async () => {

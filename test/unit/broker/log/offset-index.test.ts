@@ -34,12 +34,4 @@ describe('OffsetIndex', () => {
     expect(OffsetIndex.decode(buf, 100, 9)).toBeUndefined(); // offset past the segment
     expect(OffsetIndex.decode(Buffer.concat([buf.subarray(8), buf.subarray(0, 8)]), 100, 10)).toBeUndefined(); // not increasing
   });
-
-  it('drops entries at or past a truncation point', () => {
-    const index = new OffsetIndex();
-    index.append(1, 10);
-    index.append(2, 20);
-    index.truncateToPosition(20);
-    expect(index.length).toBe(1);
-  });
 });
