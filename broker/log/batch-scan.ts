@@ -3,13 +3,7 @@
  * segment tail check share. It reads big sequential chunks (never one syscall per batch) and
  * stops at the first byte that is not a good batch in sequence.
  */
-import {
-  BATCH_HEADER_SIZE,
-  type BatchHeader,
-  batchSizeAt,
-  readBatchHeader,
-  verifyBatch,
-} from '../../client/protocol/record-batch.js';
+import { BATCH_HEADER_SIZE, batchSizeAt, verifyBatch } from '../../client/protocol/record-batch.js';
 import { type FileHandle, readFully } from './file-io.js';
 
 export interface ScanOptions {
@@ -22,7 +16,7 @@ export interface ScanOptions {
   /** Check every batch's CRC and shape (recovery); otherwise only the framing fields. */
   verifyCrc: boolean;
   /** Called for each good batch, in order. */
-  onBatch?: (header: BatchHeader, position: number, size: number) => void;
+  onBatch?: (header: FrameHeader, position: number, size: number) => void;
   /** Read size; default 1 MiB. */
   chunkBytes?: number;
 }
@@ -38,14 +32,37 @@ export interface ScanResult {
   problem: string | undefined;
 }
 
+/** The header fields the log walks by (a subset of the protocol's BatchHeader). */
+export interface FrameHeader {
+  baseOffset: number;
+  batchLength: number;
+  magic: number;
+  lastOffsetDelta: number;
+  maxTimestamp: number;
+}
+
+const TWO_32 = 4_294_967_296;
+
+/** Reads just the walked fields: the read path does this for every batch it serves. */
+function readFrame(buf: Buffer, pos: number): FrameHeader {
+  return {
+    baseOffset: buf.readInt32BE(pos) * TWO_32 + buf.readUInt32BE(pos + 4),
+    batchLength: buf.readInt32BE(pos + 8),
+    magic: buf.readInt8(pos + 16),
+    lastOffsetDelta: buf.readInt32BE(pos + 23),
+    maxTimestamp: buf.readInt32BE(pos + 35) * TWO_32 + buf.readUInt32BE(pos + 39),
+  };
+}
+
 /**
  * Checks the batch framing at `pos` of `buf` (which must hold its whole header), against the
- * offset it must carry: returns the header or a reason it is not a batch here.
+ * offset it must carry: returns the header or a reason it is not a batch here. With
+ * `verifyCrc`, the whole batch must be in `buf` and is fully verified.
  */
-export function checkBatchAt(buf: Buffer, pos: number, expectedOffset: number, verifyCrc: boolean): BatchHeader | string {
-  let header: BatchHeader;
+export function checkBatchAt(buf: Buffer, pos: number, expectedOffset: number, verifyCrc: boolean): FrameHeader | string {
+  let header: FrameHeader;
   try {
-    header = verifyCrc ? verifyBatch(buf, pos) : readBatchHeader(buf, pos);
+    header = verifyCrc ? verifyBatch(buf, pos) : readFrame(buf, pos);
   } catch (err) {
     return (err as Error).message;
   }

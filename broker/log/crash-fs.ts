@@ -11,7 +11,7 @@
  *   "old process" can never write into the recovered state; `crash()` returns the CrashFS the
  *   restarted process uses. An optional `torn` hook keeps part of the unsynced tail of a file,
  *   which is what a power cut in the middle of writeback leaves behind.
- * - `failNext('datasync' | 'writev', ...)` makes the next matching call fail with EIO.
+ * - `failNext('datasync' | 'writev' | 'fsyncDir', match?)` makes the next matching call fail with EIO.
  *
  * Used by the storage engine's tests; lives next to the code so the benchmark and other suites
  * can use it too. It is not meant to be fast beyond what tests need.
@@ -65,7 +65,7 @@ class Disk {
 }
 
 export class CrashFS implements FileIO {
-  #disk: Disk;
+  readonly #disk: Disk;
   readonly #generation: number;
 
   constructor(disk?: Disk) {

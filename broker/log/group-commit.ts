@@ -28,14 +28,6 @@ export class CommitQueue<T extends CommitItem> {
     this.#commit = commit;
   }
 
-  get failure(): Error | undefined {
-    return this.#failure;
-  }
-
-  get pending(): number {
-    return this.#queue.length;
-  }
-
   push(item: T): void {
     if (this.#failure) {
       item.reject(this.#failure);

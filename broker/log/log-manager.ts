@@ -57,8 +57,12 @@ export class LogManager {
 
   /** Opens (creating and recovering as needed) one partition's log; concurrent calls share it. */
   openPartition(topic: string, partition: number, overrides: Partial<Omit<PartitionLogOptions, 'dir'>> = {}): Promise<PartitionLog> {
-    checkTopic(topic);
-    checkPartition(partition);
+    try {
+      checkTopic(topic);
+      checkPartition(partition);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this.#closed) return Promise.reject(new SluiceError('SHUTTING_DOWN', 'the log manager is closed'));
     const existing = this.get(topic, partition);
     if (existing) return Promise.resolve(existing);

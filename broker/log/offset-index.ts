@@ -84,11 +84,6 @@ export class OffsetIndex {
     return { relativeOffset: this.#offsets[found]!, position: this.#positions[found]! };
   }
 
-  /** Drops entries at or past `position` (used when the log is truncated). */
-  truncateToPosition(position: number): void {
-    while (this.#length > 0 && this.#positions[this.#length - 1]! >= position) this.#length--;
-  }
-
   encode(): Buffer {
     const buf = Buffer.allocUnsafe(this.#length * OFFSET_INDEX_ENTRY_SIZE);
     for (let i = 0; i < this.#length; i++) {

@@ -161,6 +161,7 @@ export class PartitionLog {
 
   /** One commit of the group-commit queue: roll as needed, writev, fsync per mode, advance. */
   async #commit(items: PendingAppend[]): Promise<void> {
+    let phase = 'write';
     try {
       const touched: Segment[] = [];
       let i = 0;
@@ -177,12 +178,13 @@ export class PartitionLog {
         touched.push(seg);
       }
       if (this.#config.fsync === 'always') {
+        phase = 'fdatasync';
         for (const seg of touched) await seg.sync();
       } else {
         this.#dirty = true;
       }
     } catch (err) {
-      throw this.#fail(err, 'write');
+      throw this.#fail(err, phase);
     }
     this.#advance(items[items.length - 1]!.lastOffset + 1);
   }

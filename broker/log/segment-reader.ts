@@ -9,8 +9,8 @@
  * start past the damage (the next index entry onwards) keep working.
  */
 import { SluiceError } from '../../client/protocol/errors.js';
-import { BATCH_HEADER_SIZE, type BatchHeader, verifyBatch } from '../../client/protocol/record-batch.js';
-import { checkBatchAt } from './batch-scan.js';
+import { BATCH_HEADER_SIZE, verifyBatch } from '../../client/protocol/record-batch.js';
+import { type FrameHeader, checkBatchAt } from './batch-scan.js';
 import { type FileHandle, readFully } from './file-io.js';
 import type { IndexBuilder } from './index-builder.js';
 import type { Segment } from './segment.js';
@@ -164,7 +164,7 @@ export async function findOffsetByTimestamp(seg: Segment, timestamp: number, lim
   let expected = seg.baseOffset + entry.relativeOffset;
   while (position < seg.size && expected < limitOffset) {
     if (!(await window.span(position, BATCH_HEADER_SIZE))) break;
-    const header: BatchHeader | string = checkBatchAt(window.buf, position - window.start, expected, false);
+    const header: FrameHeader | string = checkBatchAt(window.buf, position - window.start, expected, false);
     if (typeof header === 'string') throw corrupt(seg, expected, position, header);
     if (header.maxTimestamp >= timestamp) return header.baseOffset;
     position += header.batchLength + 12;

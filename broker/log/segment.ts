@@ -11,8 +11,7 @@
  * disk load their indexes lazily on first use, with a cheap check of the tail (see `#load`).
  */
 import path from 'node:path';
-import type { BatchHeader } from '../../client/protocol/record-batch.js';
-import { scanBatches } from './batch-scan.js';
+import { type FrameHeader, scanBatches } from './batch-scan.js';
 import { type FileHandle, type FileIO, readWholeFile } from './file-io.js';
 import { IndexBuilder } from './index-builder.js';
 import { OffsetIndex } from './offset-index.js';
@@ -120,10 +119,6 @@ export class Segment {
 
   get sealed(): boolean {
     return this.#sealed;
-  }
-
-  get isEmpty(): boolean {
-    return this.size === 0;
   }
 
   /** maxTimestamp of the first batch, for time-based rolling (active segments only). */
@@ -271,7 +266,7 @@ export class Segment {
       from: 0,
       expectedOffset: this.baseOffset,
       verifyCrc: true,
-      onBatch: (h: BatchHeader, pos: number, size: number) => builder.add(h.baseOffset, h.maxTimestamp, pos, size),
+      onBatch: (h: FrameHeader, pos: number, size: number) => builder.add(h.baseOffset, h.maxTimestamp, pos, size),
     });
     builder.finish();
     this.verified.add(0, scan.validEnd);

@@ -90,11 +90,6 @@ export class TimeIndex {
     return found < 0 ? 0 : this.#offsets[found]!;
   }
 
-  /** Drops entries at or past `relativeOffset` (used when the log is truncated). */
-  truncateToOffset(relativeOffset: number): void {
-    while (this.#length > 0 && this.#offsets[this.#length - 1]! >= relativeOffset) this.#length--;
-  }
-
   encode(): Buffer {
     const buf = Buffer.allocUnsafe(this.#length * TIME_INDEX_ENTRY_SIZE);
     for (let i = 0; i < this.#length; i++) {
