@@ -11,6 +11,7 @@ import { groupHandlers } from './handlers/groups.js';
 import type { HandledApi, Handler, HandlerTable } from './handlers/handler.js';
 import { handlePing } from './handlers/ping.js';
 import { produceHandlers } from './handlers/produce.js';
+import { pushHandlers } from './handlers/push.js';
 import type { Services } from './handlers/services.js';
 import { topicHandlers } from './handlers/topics.js';
 import { LogManager } from './log/index.js';
@@ -18,6 +19,7 @@ import { createLogger, type Logger } from './logger.js';
 import type { MetaStore } from './meta/meta-store.js';
 import { openMetaStore } from './meta/sqlite-meta-store.js';
 import { ServerConnection, type RequestContext, type RequestHost } from './net/server-connection.js';
+import { PushService } from './push/push-service.js';
 import { TopicRegistry } from './topics.js';
 import { SLUICE_VERSION } from './version.js';
 
@@ -36,6 +38,7 @@ export class Broker implements RequestHost {
   readonly #meta: MetaStore;
   readonly #logs: LogManager;
   readonly #topics: TopicRegistry;
+  readonly #push: PushService;
   readonly #stopping = new AbortController();
   readonly #unlock: () => void;
   readonly #timers: NodeJS.Timeout[] = [];
@@ -52,6 +55,7 @@ export class Broker implements RequestHost {
     this.#unlock = unlock;
     this.#closed = new Promise((resolve) => (this.#markClosed = resolve));
     this.#topics = new TopicRegistry(meta, logs, { partitions: config.defaultPartitions, autoCreate: config.autoCreateTopics });
+    this.#push = new PushService(this.#topics, meta.subscriptions, log);
     const services: Services = {
       topics: this.#topics,
       meta,
@@ -61,6 +65,9 @@ export class Broker implements RequestHost {
         sessionTimeoutMs: config.groupSessionTimeoutMs,
         heartbeatIntervalMs: config.groupHeartbeatIntervalMs,
       }),
+      push: this.#push,
+      // Room for the response's own framing next to the records.
+      maxFetchBytes: config.maxFrameBytes - (64 << 10),
       stopping: this.#stopping.signal,
       now: Date.now,
     };
@@ -70,6 +77,7 @@ export class Broker implements RequestHost {
       ...produceHandlers(services),
       ...fetchHandlers(services),
       ...groupHandlers(services),
+      ...pushHandlers(services),
     };
     const sweep = setInterval(() => services.groups.expireSessions(Date.now()), SESSION_SWEEP_MS);
     const retention = setInterval(() => {
@@ -96,7 +104,8 @@ export class Broker implements RequestHost {
         onFatal: (err, topic, partition) => broker?.fail(err, `${topic}/${partition}`),
       });
       broker = new Broker(config, log, meta, logs, unlock);
-      await broker.#topics.openAll();
+      await broker.#topics.openAll((topic, err) => log.error({ topic, err }, 'topic could not be opened; it is unavailable until fixed'));
+      await broker.#push.openAll();
       log.info({ dataDir: config.dataDir, fsync: config.fsync, topics: broker.#topics.list().length }, 'broker opened');
       return broker;
     } catch (err) {
@@ -182,6 +191,7 @@ export class Broker implements RequestHost {
     this.#stopping.abort();
     for (const t of this.#timers) clearInterval(t);
     await Promise.all([...this.#connections].map((c) => c.drain(this.config.shutdownTimeoutMs)));
+    this.#push.close();
     try {
       await this.#logs.close();
     } finally {

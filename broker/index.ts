@@ -28,6 +28,8 @@ export async function startBroker(options: BrokerOptions = {}): Promise<RunningB
     throw err;
   }
   const { host, port } = listener;
+  // A broker that stops by itself (a storage failure) must stop listening too.
+  void broker.whenClosed().then(() => listener.stopAccepting());
   let closing: Promise<void> | undefined;
   return {
     host,

@@ -2,7 +2,7 @@ import { SluiceError } from '../client/protocol/errors.js';
 import type { CreateTopicRequest } from '../client/protocol/messages/topics.js';
 import type { LogManager, PartitionLog } from './log/index.js';
 import type { MetaStore, TopicRecord } from './meta/meta-store.js';
-import { validateTopicName } from './meta/topic-name.js';
+import { validateTopicConfig, validateTopicName } from './meta/topic-name.js';
 
 export interface TopicDefaults {
   readonly partitions: number;
@@ -35,9 +35,18 @@ export class TopicRegistry {
     this.#defaults = defaults;
   }
 
-  /** Opens (and recovers) the logs of every topic in the metadata store. */
-  async openAll(): Promise<void> {
-    for (const record of this.#meta.listTopics()) await this.#open(record);
+  /**
+   * Opens (and recovers) the logs of every topic in the metadata store. A topic whose logs cannot
+   * be opened is logged and left out, so one bad topic never keeps the broker from starting.
+   */
+  async openAll(onError: (topic: string, err: unknown) => void): Promise<void> {
+    for (const record of this.#meta.listTopics()) {
+      try {
+        await this.#open(record);
+      } catch (err) {
+        onError(record.name, err);
+      }
+    }
   }
 
   async create(req: CreateTopicRequest, now = Date.now()): Promise<TopicRecord> {
@@ -49,11 +58,17 @@ export class TopicRegistry {
     const record: TopicRecord = {
       name,
       partitions,
-      config: { retentionMs: req.retentionMs ?? null, retentionBytes: req.retentionBytes ?? null, segmentBytes: req.segmentBytes ?? null },
+      config: validateTopicConfig({ retentionMs: req.retentionMs ?? null, retentionBytes: req.retentionBytes ?? null, segmentBytes: req.segmentBytes ?? null }),
       createdAt: now,
     };
     this.#meta.createTopic(record);
-    await this.#open(record);
+    try {
+      await this.#open(record);
+    } catch (err) {
+      // Never leave a topic in SQLite whose logs could not be created.
+      this.#meta.deleteTopic(name);
+      throw err;
+    }
     return record;
   }
 
@@ -104,9 +119,14 @@ export class TopicRegistry {
    */
   async ensure(topic: string): Promise<void> {
     if (this.#topics.has(topic) || !this.#defaults.autoCreate) return;
-    const pending = this.#opening.get(topic);
-    if (pending !== undefined) await pending;
-    else if (this.#meta.getTopic(topic) === undefined) await this.create({ topic });
+    if (!this.#opening.has(topic) && this.#meta.getTopic(topic) === undefined) {
+      const created = this.create({ topic });
+      // create() registers the opening synchronously once the name is valid; every request
+      // then awaits that same promise, so they resume (and append) in arrival order.
+      if (!this.#opening.has(topic)) return created.then(() => undefined);
+      created.catch(() => undefined);
+    }
+    await this.#opening.get(topic);
   }
 
   #open(record: TopicRecord): Promise<OpenTopic> {

@@ -64,6 +64,7 @@ export class Connection {
   readonly #config: Config;
   readonly #pending = new Map<number, Pending>();
   readonly #listeners = new Set<(state: ConnectionState) => void>();
+  readonly #pushListeners = new Map<number, Set<(body: unknown) => void>>();
   #state: ConnectionState = 'connecting';
   #stream: Duplex | undefined;
   #ready: Deferred<void> = deferred();
@@ -109,6 +110,20 @@ export class Connection {
   onStateChange(listener: (state: ConnectionState) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Subscribes to frames the broker sends on its own (e.g. Deliver, opcode 0x42); returns the
+   * unsubscribe function. Bodies arrive decoded but unchecked: the listener parses them.
+   */
+  onPush(opcode: number, listener: (body: unknown) => void): () => void {
+    let set = this.#pushListeners.get(opcode);
+    if (set === undefined) {
+      set = new Set();
+      this.#pushListeners.set(opcode, set);
+    }
+    set.add(listener);
+    return () => set.delete(listener);
   }
 
   async request<K extends Api>(api: K, body: RequestOf<K>, options: RequestOptions = {}): Promise<ResponseOf<K>> {
@@ -265,7 +280,13 @@ export class Connection {
       if (isError) this.#lastError = fromErrorBody(decodeBody(frame.body));
       return;
     }
-    if ((frame.flags & FrameFlags.RESPONSE) === 0) return; // server pushes: none defined yet
+    if ((frame.flags & FrameFlags.RESPONSE) === 0) {
+      const listeners = this.#pushListeners.get(frame.opcode);
+      if (listeners === undefined || listeners.size === 0) return;
+      const body = decodeBody(frame.body);
+      for (const listener of listeners) listener(body);
+      return;
+    }
     if (frame.opcode === Opcode.Hello) {
       if (isError) hello.reject(fromErrorBody(decodeBody(frame.body)));
       else hello.resolve(decodeBody(frame.body));

@@ -64,8 +64,10 @@ export class PollConsumer implements AsyncIterable<Message> {
   readonly #config: Config;
   readonly #partitions = new Map<string, PartitionState>();
   #buffer: Message[] = [];
-  /** The message yielded last, not yet known to be processed. */
-  #outstanding: Message | undefined;
+  /** Messages handed out (the last yielded one, or the last fetch()'s batch), not yet known processed. */
+  #outstanding: Message[] = [];
+  /** Rotates which partition leads each fetch, so later partitions are not starved. */
+  #rotation = 0;
   #membership: GroupMembership | undefined;
   #started: Promise<void> | undefined;
   #closed = false;
@@ -92,17 +94,22 @@ export class PollConsumer implements AsyncIterable<Message> {
 
   async *[Symbol.asyncIterator](): AsyncIterator<Message> {
     await this.start();
+    let finished = false;
     try {
       for (;;) {
         this.#markProcessed();
         const message = this.#buffer.shift() ?? (await this.#refill());
-        if (message === undefined) return;
-        this.#outstanding = message;
+        if (message === undefined) {
+          finished = true;
+          return;
+        }
+        this.#outstanding = [message];
         yield message;
       }
     } finally {
-      // The last message may not have been processed (a throw in the loop body): leave it
-      // outstanding, so it is redelivered rather than lost.
+      // Left early (break, return or a throw in the loop body): the last message may not have
+      // been processed, so rewind to it. It comes again rather than being lost.
+      if (!finished) this.#rewindOutstanding();
     }
   }
 
@@ -116,10 +123,8 @@ export class PollConsumer implements AsyncIterable<Message> {
     if (this.#buffer.length === 0) await this.#fill();
     const out = this.#buffer;
     this.#buffer = [];
-    if (out.length > 0) {
-      for (const m of out.slice(0, -1)) this.#advanceProcessed(m);
-      this.#outstanding = out[out.length - 1];
-    }
+    // The whole batch is in the caller's hands until the next fetch() or commit().
+    this.#outstanding = out;
     return out;
   }
 
@@ -249,7 +254,12 @@ export class PollConsumer implements AsyncIterable<Message> {
 
   /** One long poll over every unpaused partition; appends what arrives to the buffer. */
   async #fill(): Promise<void> {
-    const fetchable = [...this.#partitions.values()].filter((p) => !p.paused);
+    const all = [...this.#partitions.values()].filter((p) => !p.paused);
+    const lead = all.length === 0 ? 0 : this.#rotation++ % all.length;
+    const fetchable = [...all.slice(lead), ...all.slice(0, lead)];
+    // What each partition was asked from: a seek, pause or revocation while the poll is out
+    // makes its answer for that partition stale.
+    const asked = new Map(fetchable.map((p) => [p, p.position]));
     if (fetchable.length === 0) {
       await new Promise((r) => setTimeout(r, Math.min(this.#config.maxWaitMs, 100)));
       return;
@@ -274,8 +284,8 @@ export class PollConsumer implements AsyncIterable<Message> {
     const reset: PartitionState[] = [];
     for (const fetched of res.partitions) {
       const state = this.#partitions.get(keyOf(fetched.topic, fetched.partition));
-      // Revoked or moved while the poll was out: what it returned is no longer ours to yield.
-      if (state === undefined || state.position !== fetchable.find((p) => p === state)?.position) continue;
+      // Revoked, moved or paused while the poll was out: what it returned is not ours to yield.
+      if (state === undefined || state.paused || asked.get(state) !== state.position) continue;
       if (fetched.error !== undefined) {
         if (fetched.error.name === 'OFFSET_OUT_OF_RANGE') reset.push(state);
         else throw fromErrorBody(fetched.error);
@@ -295,9 +305,21 @@ export class PollConsumer implements AsyncIterable<Message> {
   }
 
   #markProcessed(): void {
-    if (this.#outstanding === undefined) return;
-    this.#advanceProcessed(this.#outstanding);
-    this.#outstanding = undefined;
+    for (const m of this.#outstanding) this.#advanceProcessed(m);
+    this.#outstanding = [];
+  }
+
+  /** Forgets the outstanding messages without marking them, and fetches them again. */
+  #rewindOutstanding(): void {
+    const outstanding = this.#outstanding;
+    this.#outstanding = [];
+    for (const m of outstanding) {
+      const state = this.#partitions.get(keyOf(m.topic, m.partition));
+      if (state !== undefined && m.offset < state.position) {
+        state.position = m.offset;
+        this.#dropBuffered((b) => b.topic === m.topic && b.partition === m.partition);
+      }
+    }
   }
 
   #advanceProcessed(m: Message): void {

@@ -55,7 +55,7 @@ interface ReadResult {
 }
 
 async function readOnce(s: Services, req: FetchRequest): Promise<ReadResult> {
-  let budget = req.maxBytes;
+  let budget = Math.min(req.maxBytes, s.maxFetchBytes);
   let bytes = 0;
   let failed = false;
   const logs: PartitionLog[] = [];

@@ -1,5 +1,6 @@
 import type { GroupCoordinator } from '../groups/coordinator.js';
 import type { MetaStore } from '../meta/meta-store.js';
+import type { PushService } from '../push/push-service.js';
 import type { TopicRegistry } from '../topics.js';
 
 /** What request handlers may use: the broker's state, never its sockets. */
@@ -7,6 +8,9 @@ export interface Services {
   readonly topics: TopicRegistry;
   readonly meta: MetaStore;
   readonly groups: GroupCoordinator;
+  readonly push: PushService;
+  /** Most record bytes one Fetch response carries, whatever the client asks (one batch may exceed it). */
+  readonly maxFetchBytes: number;
   /** Aborted when the broker starts shutting down, so parked requests answer at once. */
   readonly stopping: AbortSignal;
   now(): number;

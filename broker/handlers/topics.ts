@@ -9,6 +9,7 @@ export function topicHandlers(s: Services): Pick<HandlerTable, 'CreateTopic' | '
     },
     async DeleteTopic(req) {
       await s.topics.delete(req.topic);
+      s.push.dropTopic(req.topic);
       return { topic: req.topic };
     },
     ListTopics() {

@@ -1,3 +1,5 @@
+import type { SubscriptionStore } from './subscription-store.js';
+
 /**
  * The metadata store: the narrow, synchronous interface the broker core uses for everything it
  * keeps outside the logs (topics and committed group offsets today). The SQLite implementation
@@ -41,6 +43,8 @@ export interface OffsetToCommit {
 }
 
 export interface MetaStore {
+  /** Push subscriptions and their per-partition delivery state. */
+  readonly subscriptions: SubscriptionStore;
   /** Throws TOPIC_ALREADY_EXISTS, INVALID_TOPIC or INVALID_CONFIG. */
   createTopic(topic: TopicRecord): void;
   getTopic(name: string): TopicRecord | undefined;

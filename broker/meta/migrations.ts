@@ -35,6 +35,28 @@ export const MIGRATIONS: readonly string[] = [
   -- The foreign key's cascade and topic-scoped deletes look offsets up by topic.
   CREATE INDEX group_offsets_by_topic ON group_offsets (topic);
   `,
+  // 2: push subscriptions. Per-partition delivery state is a JSON document (ack floor, settled
+  // ranges above it, delivery counts): small, bounded by the unsettled window, and always
+  // written whole, so a row is never half updated. dlq_checkpoint is where recovery rescans the
+  // dead-letter topic for letters written after the last saved state.
+  `
+  CREATE TABLE subscriptions (
+    name           TEXT    NOT NULL PRIMARY KEY,
+    topic          TEXT    NOT NULL REFERENCES topics (name) ON DELETE CASCADE,
+    config         TEXT    NOT NULL,
+    dlq_checkpoint INTEGER NOT NULL DEFAULT 0 CHECK (dlq_checkpoint >= 0),
+    created_at     INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+
+  CREATE TABLE subscription_partitions (
+    subscription TEXT    NOT NULL REFERENCES subscriptions (name) ON DELETE CASCADE,
+    "partition"  INTEGER NOT NULL CHECK ("partition" >= 0),
+    state        TEXT    NOT NULL,
+    PRIMARY KEY (subscription, "partition")
+  ) STRICT, WITHOUT ROWID;
+
+  CREATE INDEX subscriptions_by_topic ON subscriptions (topic);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

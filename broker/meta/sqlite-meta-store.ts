@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { sqliteSubscriptionStore, type SubscriptionStore } from './subscription-store.js';
 import { SluiceError } from '../../client/protocol/errors.js';
 import type { CommittedOffset, MetaStore, OffsetToCommit, TopicRecord } from './meta-store.js';
 import { migrate } from './migrations.js';
@@ -83,8 +84,11 @@ class SqliteStore implements SqliteMetaStore {
   readonly #deleteGroupTopicOffsets: Database.Statement<[string, string]>;
   readonly #commitTx: (groupId: string, offsets: readonly OffsetToCommit[], now: number) => void;
 
+  readonly subscriptions: SubscriptionStore;
+
   constructor(db: Database.Database) {
     this.#db = db;
+    this.subscriptions = sqliteSubscriptionStore(db);
     this.#insertTopic = db.prepare(
       `INSERT INTO topics (name, partitions, retention_ms, retention_bytes, segment_bytes, created_at)
        VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`,

@@ -6,8 +6,8 @@ export const MAX_TOPIC_NAME_BYTES = 249;
 export const MAX_PARTITIONS = 10_000;
 /** A segment must hold at least a few batches; below this, rolling would dominate the work. */
 export const MIN_SEGMENT_BYTES = 1024;
-/** Positions within a segment stay below 2^31 so they fit the index's 32-bit field. */
-export const MAX_SEGMENT_BYTES = 2 ** 31 - 1;
+/** The storage engine's cap (broker/log/options.ts; a unit test keeps the two equal). */
+export const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
 
 const LEGAL = /^[A-Za-z0-9._-]+$/;
 const ILLEGAL_CHAR = /[^A-Za-z0-9._-]/u;
@@ -15,7 +15,8 @@ const ILLEGAL_CHAR = /[^A-Za-z0-9._-]/u;
 /**
  * Returns `name` if it is a legal topic name, else throws INVALID_TOPIC saying what is wrong.
  * Kafka's rules, because a topic name is also a directory name under DATA/topics/: 1 to 249
- * bytes of [A-Za-z0-9._-], and not `.` or `..`.
+ * bytes of [A-Za-z0-9._-]. Unlike Kafka, a name may not start with `.`: such directories are
+ * the storage engine's own (a topic being deleted is renamed `.deleting-...`).
  */
 export function validateTopicName(name: unknown): string {
   if (typeof name !== 'string') {
@@ -33,8 +34,8 @@ export function validateTopicName(name: unknown): string {
       name,
     );
   }
-  if (name === '.' || name === '..') {
-    throw invalidTopic(`topic name must not be '.' or '..'`, name);
+  if (name.startsWith('.')) {
+    throw invalidTopic(`topic name ${JSON.stringify(name)} starts with '.'; such names are reserved for the broker's own files`, name);
   }
   return name;
 }

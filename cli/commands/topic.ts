@@ -11,7 +11,7 @@ export function registerTopicCommands(program: Command): void {
     .description('create a topic')
     .addOption(new Option('--partitions <n>', 'number of partitions').default(1).argParser(intArg('--partitions', 1, 10_000)))
     .addOption(new Option('--retention-ms <ms>', 'delete closed segments older than this').argParser(intArg('--retention-ms', 1, Number.MAX_SAFE_INTEGER)))
-    .addOption(new Option('--retention-bytes <bytes>', 'keep at most this many bytes per partition').argParser(intArg('--retention-bytes', 1, Number.MAX_SAFE_INTEGER)))
+    .addOption(new Option('--retention-bytes <bytes>', 'delete the oldest closed segments while a partition holds more than this').argParser(intArg('--retention-bytes', 1, Number.MAX_SAFE_INTEGER)))
     .action(async (name: string, o: { partitions: number; retentionMs?: number; retentionBytes?: number }, cmd: Command) => {
       await withClient(cmd, async (client, flags) => {
         const created = await client.admin().createTopic(name, {

@@ -39,6 +39,12 @@ export const ERROR_TABLE = {
   GROUP_NOT_FOUND: { code: 42, retriable: false, message: 'Consumer group does not exist' },
   NOT_ASSIGNED: { code: 43, retriable: false, message: 'Partition is not assigned to this member' },
   GROUP_NOT_EMPTY: { code: 44, retriable: false, message: 'Consumer group still has active members' },
+
+  STALE_ACK: { code: 50, retriable: false, message: 'The delivery attempt was superseded by a redelivery' },
+  UNKNOWN_DELIVERY: { code: 51, retriable: false, message: 'No such delivery' },
+  SUBSCRIPTION_NOT_FOUND: { code: 52, retriable: false, message: 'Subscription does not exist' },
+  UNKNOWN_CONSUMER: { code: 53, retriable: false, message: 'No such consumer on this connection' },
+  SUBSCRIPTION_CONFLICT: { code: 54, retriable: false, message: 'Subscription exists with a different topic' },
 } as const satisfies Record<string, { code: number; retriable: boolean; message: string }>;
 
 export type ErrorName = keyof typeof ERROR_TABLE;

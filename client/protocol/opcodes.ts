@@ -20,6 +20,14 @@ export const Opcode = {
   ListGroups: 0x33,
   DescribeGroup: 0x34,
   ResetOffsets: 0x35,
+  Subscribe: 0x40,
+  Credit: 0x41,
+  Deliver: 0x42,
+  Settle: 0x43,
+  Unsubscribe: 0x44,
+  ListSubscriptions: 0x45,
+  DescribeSubscription: 0x46,
+  DeleteSubscription: 0x47,
 } as const;
 
 export type OpcodeName = keyof typeof Opcode;

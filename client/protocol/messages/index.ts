@@ -6,6 +6,7 @@ import * as t from './topics.js';
 import * as p from './produce.js';
 import * as f from './fetch.js';
 import * as g from './groups.js';
+import * as u from './push.js';
 
 export * from './hello.js';
 export * from './ping.js';
@@ -15,6 +16,7 @@ export * from './topics.js';
 export * from './produce.js';
 export * from './fetch.js';
 export * from './groups.js';
+export * from './push.js';
 
 type Empty = Record<string, never>;
 
@@ -38,6 +40,13 @@ export interface Api {
   ListGroups: { request: Empty; response: { readonly groups: readonly g.GroupSummary[] } };
   DescribeGroup: { request: g.GroupRef; response: g.DescribeGroupResponse };
   ResetOffsets: { request: g.ResetOffsetsRequest; response: g.ResetOffsetsResponse };
+  Subscribe: { request: u.SubscribeRequest; response: u.SubscribeResponse };
+  Credit: { request: u.CreditRequest; response: { readonly credit: number } };
+  Settle: { request: u.SettleRequest; response: u.SettleResponse };
+  Unsubscribe: { request: u.UnsubscribeRequest; response: Empty };
+  ListSubscriptions: { request: Empty; response: { readonly subscriptions: readonly u.SubscriptionSummary[] } };
+  DescribeSubscription: { request: u.SubscriptionRef; response: u.SubscriptionDescription };
+  DeleteSubscription: { request: u.SubscriptionRef; response: u.SubscriptionRef };
 }
 
 export type ApiName = keyof Api;
@@ -61,4 +70,11 @@ export const parsers: { readonly [K in ApiName]: { request(body: unknown): Reque
   ListGroups: { request: t.parseEmpty, response: g.parseListGroupsResponse },
   DescribeGroup: { request: g.parseGroupRef, response: g.parseDescribeGroupResponse },
   ResetOffsets: { request: g.parseResetOffsetsRequest, response: g.parseResetOffsetsResponse },
+  Subscribe: { request: u.parseSubscribeRequest, response: u.parseSubscribeResponse },
+  Credit: { request: u.parseCreditRequest, response: u.parseCreditResponse },
+  Settle: { request: u.parseSettleRequest, response: u.parseSettleResponse },
+  Unsubscribe: { request: u.parseUnsubscribeRequest, response: t.parseEmpty },
+  ListSubscriptions: { request: t.parseEmpty, response: u.parseListSubscriptionsResponse },
+  DescribeSubscription: { request: u.parseSubscriptionRef, response: u.parseDescribeSubscriptionResponse },
+  DeleteSubscription: { request: u.parseSubscriptionRef, response: u.parseSubscriptionRef },
 };

@@ -60,7 +60,7 @@ describe('schema and migrations', () => {
     const tables = inspect((db) =>
       db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name`).pluck().all(),
     );
-    expect(tables).toEqual(['group_offsets', 'topics']);
+    expect(tables).toEqual(['group_offsets', 'subscription_partitions', 'subscriptions', 'topics']);
   });
 
   it('reopening is idempotent and keeps the data', () => {
@@ -95,7 +95,7 @@ describe('schema and migrations', () => {
     }
     expect(thrown).toBeInstanceOf(SluiceError);
     expect((thrown as SluiceError).code).toBe('INVALID_CONFIG');
-    expect((thrown as SluiceError).message).toMatch(/schema version 2.*newer Sluice/);
+    expect((thrown as SluiceError).message).toMatch(new RegExp(`schema version ${SCHEMA_VERSION + 1}.*newer Sluice`));
     expect(inspect((db) => db.pragma('user_version', { simple: true }))).toBe(SCHEMA_VERSION + 1);
   });
 

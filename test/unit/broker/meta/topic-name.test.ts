@@ -21,7 +21,7 @@ function errorOf(fn: () => unknown): SluiceError {
 
 describe('validateTopicName', () => {
   it('accepts legal names', () => {
-    for (const name of ['orders', 'a', 'Orders.v2', 'my_topic-1', '...', '.hidden', 'a'.repeat(249)]) {
+    for (const name of ['orders', 'a', 'Orders.v2', 'my_topic-1', 'a'.repeat(249)]) {
       expect(validateTopicName(name)).toBe(name);
     }
   });
@@ -37,8 +37,9 @@ describe('validateTopicName', () => {
     ['colon:name', /contains ":"/],
     ['héllo', /contains "é"/],
     ['😀', /contains "😀"/],
-    ['.', /must not be '\.' or '\.\.'/],
-    ['..', /must not be '\.' or '\.\.'/],
+    ['.', /starts with '\.'/],
+    ['..', /starts with '\.'/],
+    ['.orders', /reserved for the broker/],
   ])('refuses %j with INVALID_TOPIC saying why', (name, message) => {
     const err = errorOf(() => validateTopicName(name));
     expect(err.code).toBe('INVALID_TOPIC');
@@ -54,7 +55,7 @@ describe('validateTopicName', () => {
     const legalChar = fc.constantFrom(...'abcXYZ019._-'.split(''));
     fc.assert(
       fc.property(fc.oneof(fc.string({ maxLength: 260 }), fc.string({ unit: legalChar, maxLength: 260 })), (name) => {
-        const legal = /^[A-Za-z0-9._-]{1,249}$/.test(name) && name !== '.' && name !== '..';
+        const legal = /^[A-Za-z0-9._-]{1,249}$/.test(name) && !name.startsWith('.');
         let ok = true;
         try {
           validateTopicName(name);
@@ -113,5 +114,12 @@ describe('validateTopicConfig', () => {
   it('refuses non-objects', () => {
     expect(errorOf(() => validateTopicConfig(5)).code).toBe('INVALID_CONFIG');
     expect(errorOf(() => validateTopicConfig([])).code).toBe('INVALID_CONFIG');
+  });
+});
+
+describe('limits shared with the storage engine', () => {
+  it('caps segment size where the log does', async () => {
+    const log = await import('../../../../broker/log/options.js');
+    expect(MAX_SEGMENT_BYTES).toBe(log.MAX_SEGMENT_BYTES);
   });
 });

@@ -1,0 +1,126 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Connection } from '../../client/connection.js';
+import { hasCode } from '../../client/protocol/errors.js';
+import { encodeRecordBatch } from '../../client/protocol/record-batch.js';
+import { PollConsumer } from '../../client/poll-consumer.js';
+import { startBroker, type RunningBroker } from '../../broker/index.js';
+import type { BrokerOptions } from '../../broker/config.js';
+import { MemoryLogger } from '../helpers/logger.js';
+import { produceRaw } from '../helpers/produce.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+/** Each test here is named after a bug that was found and fixed; it keeps the bug fixed. */
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(options: BrokerOptions = {}, dir = tempDir()): Promise<{ b: RunningBroker; conn: Connection; dir: { path: string; remove(): void } }> {
+  const b = await startBroker({ port: 0, dataDir: dir.path, logger: new MemoryLogger(), ...options });
+  const conn = await Connection.connect({ broker: b.address, reconnect: false });
+  cleanups.push(dir.remove, () => b.close(), () => conn.destroy());
+  return { b, conn, dir };
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('regressions', () => {
+  it('a refused topic never stays in SQLite to block the next start', async () => {
+    const dir = tempDir();
+    const { b, conn } = await setup({}, dir);
+    expect(hasCode(await rejection(conn.request('CreateTopic', { topic: '.orders' })), 'INVALID_TOPIC')).toBe(true);
+    expect(hasCode(await rejection(conn.request('CreateTopic', { topic: 'huge', segmentBytes: 1_500_000_000 })), 'INVALID_CONFIG')).toBe(true);
+    conn.destroy();
+    await b.close();
+    const again = await startBroker({ port: 0, dataDir: dir.path, logger: new MemoryLogger() });
+    cleanups.push(() => again.close());
+    const c2 = await Connection.connect({ broker: again.address });
+    cleanups.push(() => c2.destroy());
+    expect((await c2.request('ListTopics', {})).topics).toEqual([]);
+  });
+
+  it('a broker stopped by a storage failure stops listening', async () => {
+    const { b, conn } = await setup();
+    b.broker.fail(new Error('disk on fire'), 'test');
+    await b.broker.whenClosed();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(conn.state).toBe('closed');
+    expect(hasCode(await rejection(Connection.connect({ broker: b.address, connectTimeoutMs: 300 })), 'CONNECTION_CLOSED')).toBe(true);
+  });
+
+  it('a stale lock holding our own pid does not block a restart, a live one does', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir.path, '.lock'), `${process.pid}\n`);
+    const { b } = await setup({}, dir);
+    expect(hasCode(await rejection(startBroker({ port: 0, dataDir: dir.path, logger: new MemoryLogger() })), 'INVALID_CONFIG')).toBe(true);
+    expect(b.port).toBeGreaterThan(0);
+  });
+
+  it('fetch() keeps its whole batch unprocessed until the next call, even with auto-commit', async () => {
+    const { conn } = await setup();
+    await conn.request('CreateTopic', { topic: 'batch' });
+    await produceRaw(conn, 'batch', 0, [0, 1, 2, 3, 4].map((value) => ({ value })));
+    const consumer = new PollConsumer(conn, { topics: ['batch'], group: 'bg', from: 'earliest', autoCommitIntervalMs: 20, maxWaitMs: 50 });
+    cleanups.push(() => consumer.close());
+    expect((await consumer.fetch()).map((m) => m.value)).toEqual([0, 1, 2, 3, 4]);
+    await new Promise((r) => setTimeout(r, 150)); // several auto-commit ticks while "processing"
+    // At most the starting position may be committed: nothing of the batch counts as processed.
+    for (const o of (await conn.request('FetchOffsets', { groupId: 'bg' })).offsets) expect(o.offset).toBe(0);
+    await consumer.fetch();
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await conn.request('FetchOffsets', { groupId: 'bg' })).offsets.map((o) => o.offset)).toEqual([5]);
+  });
+
+  it('a throw inside the loop body redelivers that message to the next iteration', async () => {
+    const { conn } = await setup();
+    await conn.request('CreateTopic', { topic: 'throw' });
+    await produceRaw(conn, 'throw', 0, ['a', 'b', 'c'].map((value) => ({ value })));
+    const consumer = new PollConsumer(conn, { topics: ['throw'], group: 'tg', from: 'earliest', maxWaitMs: 50 });
+    cleanups.push(() => consumer.close());
+    const seen: unknown[] = [];
+    await expect(
+      (async () => {
+        for await (const m of consumer) {
+          seen.push(m.value);
+          if (m.value === 'b') throw new Error('handler failed');
+        }
+      })(),
+    ).rejects.toThrow('handler failed');
+    for await (const m of consumer) {
+      seen.push(m.value);
+      if (m.value === 'c') break;
+    }
+    expect(seen).toEqual(['a', 'b', 'b', 'c']);
+  });
+
+  it('a seek while a long poll is out discards what that poll returns', async () => {
+    const { conn } = await setup();
+    await conn.request('CreateTopic', { topic: 'seek' });
+    await produceRaw(conn, 'seek', 0, ['x', 'y'].map((value) => ({ value })));
+    const consumer = new PollConsumer(conn, { topics: ['seek'], from: 'latest', maxWaitMs: 2_000 });
+    cleanups.push(() => consumer.close());
+    await consumer.start();
+    const parked = consumer.fetch();
+    await new Promise((r) => setTimeout(r, 50));
+    consumer.seek('seek', 0, 0);
+    await produceRaw(conn, 'seek', 0, [{ value: 'z' }]);
+    expect(await parked).toEqual([]);
+    expect((await consumer.fetch()).map((m) => m.value)).toEqual(['x', 'y', 'z']);
+  });
+
+  it('pipelined produces to an auto-created topic are appended in arrival order', async () => {
+    const { conn } = await setup({ autoCreateTopics: true });
+    const sends = [0, 1, 2, 3].map((i) => conn.request('Produce', { batches: [{ topic: 'auto', partition: 0, batch: encodeRecordBatch([{ value: Buffer.from(String(i)) }]) }] }));
+    const offsets = (await Promise.all(sends)).map((r) => r.results[0]?.baseOffset);
+    expect(offsets).toEqual([0, 1, 2, 3]);
+  });
+});
