@@ -2,10 +2,13 @@
 import { Command, Option } from 'commander';
 import { isSluiceError } from '../client/protocol/errors.js';
 import { SLUICE_VERSION } from '../broker/version.js';
+import { registerBenchCommand } from './commands/bench.js';
 import { registerBrokerCommand } from './commands/broker.js';
 import { registerConsumeCommand } from './commands/consume.js';
+import { registerDlqCommands } from './commands/dlq.js';
 import { registerGroupCommands } from './commands/group.js';
 import { registerProduceCommand } from './commands/produce.js';
+import { registerSubscriptionCommands } from './commands/subscription.js';
 import { registerTopicCommands } from './commands/topic.js';
 import { DEFAULT_BROKER } from '../client/internal/broker-address.js';
 
@@ -26,6 +29,9 @@ registerTopicCommands(program);
 registerProduceCommand(program);
 registerConsumeCommand(program);
 registerGroupCommands(program);
+registerSubscriptionCommands(program);
+registerDlqCommands(program);
+registerBenchCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -2,6 +2,7 @@ import { Admin } from './admin.js';
 import { Connection, type ConnectionOptions } from './connection.js';
 import { PollConsumer, type PollConsumerOptions } from './poll-consumer.js';
 import { Producer, type ProducerOptions } from './producer.js';
+import { PushConsumer, type PushConsumerOptions } from './push-consumer.js';
 import { SluiceError } from './protocol/errors.js';
 
 /** Something the client created and must stop before its connection closes. */
@@ -36,6 +37,14 @@ export class SluiceClient {
     return this.#own(new PollConsumer(this.connection, options));
   }
 
+  /**
+   * A push-subscription consumer (call `start()` or iterate it); `close()` of this client closes
+   * it (waits for yielded messages to be settled, gives the rest back) before the connection.
+   */
+  pushConsumer(options: PushConsumerOptions): PushConsumer {
+    return this.#own(new PushConsumer(this.connection, options));
+  }
+
   /** Graceful and idempotent: flush and close owned producers and consumers, then the connection. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -50,7 +59,7 @@ export class SluiceClient {
   }
 
   #own<T extends Closeable>(resource: T): T {
-    if (this.#closing !== undefined) throw new SluiceError('CONNECTION_CLOSED', 'client is closed');
+    if (this.#closing !== undefined) throw new SluiceError('CLIENT_CLOSED', 'client is closed');
     this.#owned.add(resource);
     return resource;
   }

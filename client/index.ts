@@ -15,3 +15,6 @@ export type { Message, MessageHeaders } from './value-codec.js';
 export { PollConsumer } from './poll-consumer.js';
 export type { PollConsumerOptions, StartFrom } from './poll-consumer.js';
 export type { TopicPartitionKey } from './internal/group-membership.js';
+export { PushConsumer } from './push-consumer.js';
+export type { PushConsumerOptions, PushMessage } from './push-consumer.js';
+export type { SubscriptionConfig, SubscriptionConfigInput, SubscriptionDescription, SubscriptionSummary, SubscriptionStart, Ordering } from './protocol/messages/push.js';

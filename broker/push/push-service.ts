@@ -79,8 +79,10 @@ export class PushService {
   }
 
   unsubscribe(session: Session, consumerId: string, release: boolean): void {
-    this.#owned(session, consumerId);
-    this.#drop(consumerId, release);
+    const ref = this.#owned(session, consumerId);
+    // Without release the consumer stays registered, so it can still settle what it holds.
+    if (release) this.#drop(consumerId, true);
+    else ref.subscription.removeConsumer(consumerId, false);
   }
 
   list(): SubscriptionSummary[] {

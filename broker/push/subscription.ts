@@ -17,6 +17,8 @@ interface Consumer {
   readonly session: Session;
   readonly prefetch: number;
   credit: number;
+  /** Unsubscribed without release: gets nothing new, but may still settle what it holds. */
+  stopped: boolean;
 }
 
 interface PartitionSlot {
@@ -93,7 +95,7 @@ export class Subscription {
   }
 
   addConsumer(id: string, session: Session, prefetch: number): void {
-    this.#consumers.set(id, { id, session, prefetch, credit: prefetch });
+    this.#consumers.set(id, { id, session, prefetch, credit: prefetch, stopped: false });
     void this.pump();
   }
 
@@ -105,9 +107,18 @@ export class Subscription {
     return c.credit;
   }
 
-  /** Stops deliveries to the consumer; with `release`, what it holds is redelivered at once. */
+  /**
+   * Without `release`: no new deliveries, but the consumer keeps (and may settle) what it holds
+   * until each ack deadline. With `release`: it is gone, and what it held is redelivered at once.
+   */
   removeConsumer(consumerId: string, release: boolean): void {
-    if (!this.#consumers.delete(consumerId) || !release) return;
+    const c = this.#consumers.get(consumerId);
+    if (c === undefined) return;
+    if (!release) {
+      c.stopped = true;
+      return;
+    }
+    this.#consumers.delete(consumerId);
     const now = Date.now();
     for (const slot of this.#slots) {
       for (const r of slot.state.release(consumerId, now)) {
@@ -119,8 +130,9 @@ export class Subscription {
   }
 
   /**
-   * Applies settlements in order; returns the ones refused, by index. Resolves once dead letters
-   * they caused are written and, with `receipt`, once the new state is durable.
+   * Applies settlements in order; returns the ones refused, by index. With `receipt`, resolves
+   * once the dead letters they caused are written and the new state is durable; without, at once
+   * (the state is saved within the flush interval, dead letters by the pump).
    */
   async settle(consumerId: string, items: readonly SettleItem[], receipt: boolean): Promise<Array<[number, ErrorBody]>> {
     this.#consumer(consumerId);
@@ -215,6 +227,7 @@ export class Subscription {
     const sends: Array<Promise<void>> = [];
     for (let i = 0; i < consumers.length; i++) {
       const c = consumers[(start + i) % consumers.length] as Consumer;
+      if (c.stopped) continue;
       let room = Math.min(c.credit, c.prefetch - this.#inFlightOf(c.id));
       for (let k = 0; k < this.#slots.length && room > 0; k++) {
         const slot = this.#slots[(start + k) % this.#slots.length] as PartitionSlot;

@@ -4,6 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Connection } from '../../client/connection.js';
 import { hasCode } from '../../client/protocol/errors.js';
 import { encodeRecordBatch } from '../../client/protocol/record-batch.js';
+import { SettleOp, parseDeliverPush } from '../../client/protocol/messages/push.js';
+import { Opcode } from '../../client/protocol/opcodes.js';
 import { PollConsumer } from '../../client/poll-consumer.js';
 import { startBroker, type RunningBroker } from '../../broker/index.js';
 import type { BrokerOptions } from '../../broker/config.js';
@@ -115,6 +117,22 @@ describe('regressions', () => {
     await produceRaw(conn, 'seek', 0, [{ value: 'z' }]);
     expect(await parked).toEqual([]);
     expect((await consumer.fetch()).map((m) => m.value)).toEqual(['x', 'y', 'z']);
+  });
+
+  it('a consumer unsubscribed without release can still settle what it holds', async () => {
+    const { conn } = await setup();
+    await conn.request('CreateTopic', { topic: 'keep' });
+    await produceRaw(conn, 'keep', 0, [{ value: 'm' }]);
+    const delivered: unknown[] = [];
+    conn.onPush(Opcode.Deliver, (body) => delivered.push(parseDeliverPush(body)));
+    const sub = await conn.request('Subscribe', { subscription: 'keep-s', topic: 'keep', prefetch: 5, create: { start: 'earliest' } });
+    const deadline = Date.now() + 2_000;
+    while (delivered.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await conn.request('Unsubscribe', { consumerId: sub.consumerId, release: false });
+    const settled = await conn.request('Settle', { consumerId: sub.consumerId, items: [[0, 0, 1, SettleOp.Ack]], receipt: true });
+    expect(settled.errors).toEqual([]);
+    const d = await conn.request('DescribeSubscription', { subscription: 'keep-s' });
+    expect([d.pending, d.inFlight]).toEqual([0, 0]);
   });
 
   it('pipelined produces to an auto-created topic are appended in arrival order', async () => {
