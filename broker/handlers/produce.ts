@@ -1,5 +1,5 @@
 import { SluiceError } from '../../client/protocol/errors.js';
-import { ATTR_CONTROL, ATTR_TRANSACTIONAL, BATCH_OVERHEAD, decodeRecords, verifyBatch } from '../../client/protocol/record-batch.js';
+import { ATTR_CONTROL, ATTR_TRANSACTIONAL, BATCH_OVERHEAD, checkRecords, verifyBatch } from '../../client/protocol/record-batch.js';
 import { partitionError } from './errors.js';
 import type { HandlerTable } from './handler.js';
 import type { Services } from './services.js';
@@ -40,5 +40,5 @@ function checkProducerBatch(batch: Buffer): void {
   if ((header.attributes & (ATTR_CONTROL | ATTR_TRANSACTIONAL)) !== 0) {
     throw new SluiceError('INVALID_RECORD', 'control and transactional batches are written by the broker, not produced');
   }
-  decodeRecords(batch);
+  checkRecords(batch);
 }

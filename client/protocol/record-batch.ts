@@ -389,20 +389,25 @@ export function setBaseOffset(buf: Buffer, baseOffset: number, pos = 0): void {
   writeInt64BE(buf, baseOffset, pos);
 }
 
-function readBytes(buf: Buffer, cur: Cursor, end: number, what: string): Buffer | null {
+/** Reads a nullable length-prefixed byte string; with `view` false only checks and skips it. */
+function readBytes(buf: Buffer, cur: Cursor, end: number, what: string, view = true): Buffer | null {
   const at = cur.pos;
   const length = readVarint(buf, cur, end);
   if (length === -1) return null;
   if (length < -1 || length > end - cur.pos) {
     throw invalid(`${what} length ${length} at byte ${at} does not fit the record`);
   }
-  const bytes = buf.subarray(cur.pos, cur.pos + length);
+  const bytes = view ? buf.subarray(cur.pos, cur.pos + length) : EMPTY;
   cur.pos += length;
   return bytes;
 }
 
-/** Appends the records of an already checked batch to `out`. */
-function decodeInto(buf: Buffer, pos: number, header: BatchHeader, out: LogRecord[]): void {
+/**
+ * Walks the records of an already checked batch, checking every record's framing. With `out`,
+ * appends the decoded records to it; with null, only checks (no allocation per record), which is
+ * what the broker does to each produced batch.
+ */
+function decodeInto(buf: Buffer, pos: number, header: BatchHeader, out: LogRecord[] | null): void {
   const end = pos + header.batchLength + BATCH_OVERHEAD;
   const { baseOffset, baseTimestamp, lastOffsetDelta, recordCount } = header;
   const cur: Cursor = { pos: pos + BATCH_HEADER_SIZE };
@@ -423,8 +428,9 @@ function decodeInto(buf: Buffer, pos: number, header: BatchHeader, out: LogRecor
         throw invalid(`offsetDelta ${offsetDelta} after ${previousDelta}, lastOffsetDelta ${lastOffsetDelta}`);
       }
       previousDelta = offsetDelta;
-      const key = readBytes(buf, cur, recordEnd, 'key');
-      const value = readBytes(buf, cur, recordEnd, 'value');
+      const view = out !== null;
+      const key = readBytes(buf, cur, recordEnd, 'key', view);
+      const value = readBytes(buf, cur, recordEnd, 'value', view);
       const headerCount = readVarint(buf, cur, recordEnd);
       if (headerCount < 0) throw invalid(`headerCount ${headerCount}`);
       const headers: RecordHeader[] = [];
@@ -434,16 +440,16 @@ function decodeInto(buf: Buffer, pos: number, header: BatchHeader, out: LogRecor
         if (keyLength < 0 || keyLength > recordEnd - cur.pos) {
           throw invalid(`header key length ${keyLength} at byte ${keyAt} does not fit the record`);
         }
-        const headerKey = buf.toString('utf8', cur.pos, cur.pos + keyLength);
+        const headerKey = view ? buf.toString('utf8', cur.pos, cur.pos + keyLength) : '';
         cur.pos += keyLength;
         // Kafka allows a null header value; our RecordHeader has none, so it reads as empty.
-        const headerValue = readBytes(buf, cur, recordEnd, 'header value') ?? EMPTY;
-        headers.push({ key: headerKey, value: headerValue });
+        const headerValue = readBytes(buf, cur, recordEnd, 'header value', view) ?? EMPTY;
+        if (view) headers.push({ key: headerKey, value: headerValue });
       }
       if (cur.pos !== recordEnd) throw invalid(`${recordEnd - cur.pos} bytes left over at byte ${cur.pos}`);
       const timestamp = baseTimestamp + timestampDelta;
       if (!Number.isSafeInteger(timestamp)) throw invalid(`timestamp is outside the safe integer range`);
-      out.push({ offset: baseOffset + offsetDelta, timestamp, key, value, headers });
+      out?.push({ offset: baseOffset + offsetDelta, timestamp, key, value, headers });
     }
   } catch (err) {
     if (err instanceof SluiceError) {
@@ -466,6 +472,17 @@ export function decodeRecords(batch: Buffer, pos = 0): LogRecord[] {
   const out: LogRecord[] = [];
   decodeInto(batch, pos, header, out);
   return out;
+}
+
+/**
+ * Checks the framing of every record of the one batch at `pos` (as decodeRecords does) without
+ * building them: no consumer can later be handed a batch it cannot decode. Not the CRC.
+ */
+export function checkRecords(batch: Buffer, pos = 0): void {
+  checkFrame(batch, pos);
+  const header = readBatchHeader(batch, pos);
+  checkContents(header, pos);
+  decodeInto(batch, pos, header, null);
 }
 
 /**

@@ -517,3 +517,33 @@ describe('encoder input checks', () => {
     expect(decodeRecords(buf).map((r) => r.timestamp)).toEqual([1000, 5000, 10]);
   });
 });
+
+describe('checkRecords', () => {
+  it('accepts exactly what decodeRecords accepts, without building records', async () => {
+    const { checkRecords, decodeRecords: decode, encodeRecordBatch: encode } = await import('../../../../client/protocol/record-batch.js');
+    const fcm = (await import('fast-check')).default;
+    fcm.assert(
+      fcm.property(fcm.uint8Array({ minLength: 1, maxLength: 40 }), fcm.nat(), (noise, at) => {
+        const batch = encode([{ key: Buffer.from('k'), value: Buffer.from('value'), headers: [{ key: 'h', value: Buffer.from('v') }] }, { value: null }]);
+        // Damage the record area (after the header), leaving the frame intact.
+        const pos = 61 + (at % (batch.length - 61));
+        const damaged = Buffer.from(batch);
+        damaged.set(noise.subarray(0, Math.min(noise.length, damaged.length - pos)), pos);
+        let decoded = true;
+        let checked = true;
+        try {
+          decode(damaged);
+        } catch {
+          decoded = false;
+        }
+        try {
+          checkRecords(damaged);
+        } catch {
+          checked = false;
+        }
+        expect(checked).toBe(decoded);
+      }),
+      { seed: 11, numRuns: 500 },
+    );
+  });
+});
