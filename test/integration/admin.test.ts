@@ -5,6 +5,7 @@ import { hasCode, isSluiceError } from '../../client/protocol/errors.js';
 import { startBroker, type RunningBroker } from '../../broker/index.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { rejection } from '../helpers/async.js';
 
 let dir: ReturnType<typeof tempDir>;
 let broker: RunningBroker;
@@ -23,15 +24,6 @@ afterAll(async () => {
   await broker?.close();
   dir?.remove();
 });
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('Admin', () => {
   it('creates, lists, describes and deletes topics', async () => {

@@ -5,6 +5,7 @@ import { startBroker } from '../../broker/index.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { rejection } from '../helpers/async.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -19,15 +20,6 @@ async function processBroker(): Promise<BrokerProcess> {
     await bp.kill();
   });
   return bp;
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('SDK connection', () => {

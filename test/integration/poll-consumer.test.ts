@@ -9,6 +9,7 @@ import { BrokerProcess } from '../helpers/broker-process.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { produceRaw } from '../helpers/produce.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { rejection } from '../helpers/async.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -26,15 +27,6 @@ async function connect(address: string): Promise<Connection> {
   const c = await Connection.connect({ broker: address, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
   cleanups.push(() => c.destroy());
   return c;
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('long-poll fetch', () => {

@@ -12,6 +12,7 @@ import type { BrokerOptions } from '../../broker/config.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { produceRaw } from '../helpers/produce.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { rejection } from '../helpers/async.js';
 
 /** Each test here is named after a bug that was found and fixed; it keeps the bug fixed. */
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -24,15 +25,6 @@ async function setup(options: BrokerOptions = {}, dir = tempDir()): Promise<{ b:
   const conn = await Connection.connect({ broker: b.address, reconnect: false });
   cleanups.push(dir.remove, () => b.close(), () => conn.destroy());
   return { b, conn, dir };
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('regressions', () => {
