@@ -45,6 +45,13 @@ export const ERROR_TABLE = {
   SUBSCRIPTION_NOT_FOUND: { code: 52, retriable: false, message: 'Subscription does not exist' },
   UNKNOWN_CONSUMER: { code: 53, retriable: false, message: 'No such consumer on this connection' },
   SUBSCRIPTION_CONFLICT: { code: 54, retriable: false, message: 'Subscription exists with a different topic' },
+
+  OUT_OF_ORDER_SEQUENCE: { code: 60, retriable: false, message: 'Batch sequence number leaves a gap' },
+  PRODUCER_FENCED: { code: 61, retriable: false, message: 'A newer producer with the same id or transactional id took over' },
+  DUPLICATE_SEQUENCE: { code: 62, retriable: false, message: 'Batch was already written, too long ago to return its offsets' },
+  UNKNOWN_PRODUCER: { code: 63, retriable: false, message: 'Producer id is not known to the broker' },
+  INVALID_TXN_STATE: { code: 64, retriable: false, message: 'Operation not valid in the transaction state' },
+  TRANSACTION_ABORTED: { code: 65, retriable: false, message: 'The transaction was aborted' },
 } as const satisfies Record<string, { code: number; retriable: boolean; message: string }>;
 
 export type ErrorName = keyof typeof ERROR_TABLE;

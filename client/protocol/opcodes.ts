@@ -28,6 +28,7 @@ export const Opcode = {
   ListSubscriptions: 0x45,
   DescribeSubscription: 0x46,
   DeleteSubscription: 0x47,
+  InitProducer: 0x50,
 } as const;
 
 export type OpcodeName = keyof typeof Opcode;

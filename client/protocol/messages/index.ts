@@ -7,6 +7,7 @@ import * as p from './produce.js';
 import * as f from './fetch.js';
 import * as g from './groups.js';
 import * as u from './push.js';
+import * as pr from './producer.js';
 
 export * from './hello.js';
 export * from './ping.js';
@@ -17,6 +18,7 @@ export * from './produce.js';
 export * from './fetch.js';
 export * from './groups.js';
 export * from './push.js';
+export * from './producer.js';
 
 type Empty = Record<string, never>;
 
@@ -47,6 +49,7 @@ export interface Api {
   ListSubscriptions: { request: Empty; response: { readonly subscriptions: readonly u.SubscriptionSummary[] } };
   DescribeSubscription: { request: u.SubscriptionRef; response: u.SubscriptionDescription };
   DeleteSubscription: { request: u.SubscriptionRef; response: u.SubscriptionRef };
+  InitProducer: { request: pr.InitProducerRequest; response: pr.InitProducerResponse };
 }
 
 export type ApiName = keyof Api;
@@ -77,4 +80,5 @@ export const parsers: { readonly [K in ApiName]: { request(body: unknown): Reque
   ListSubscriptions: { request: t.parseEmpty, response: u.parseListSubscriptionsResponse },
   DescribeSubscription: { request: u.parseSubscriptionRef, response: u.parseDescribeSubscriptionResponse },
   DeleteSubscription: { request: u.parseSubscriptionRef, response: u.parseSubscriptionRef },
+  InitProducer: { request: pr.parseInitProducerRequest, response: pr.parseInitProducerResponse },
 };

@@ -23,6 +23,8 @@ export interface ProduceRequest {
 export interface ProduceResult extends TopicPartition, MaybeError {
   readonly baseOffset: number;
   readonly lastOffset: number;
+  /** An idempotent producer's retry of a batch already written: these are its original offsets. */
+  readonly duplicate?: boolean;
 }
 
 export interface ProduceResponse {
@@ -43,7 +45,13 @@ export function parseProduceResponse(body: unknown): ProduceResponse {
     results: list(fields(body, 'ProduceResponse'), 'results', 'ProduceResponse', (v, path) => {
       const o = fields(v, path);
       const error = optError(o, path);
-      return { ...topicPartition(o, path), baseOffset: int(o, 'baseOffset', path), lastOffset: int(o, 'lastOffset', path), ...(error ? { error } : {}) };
+      return {
+        ...topicPartition(o, path),
+        baseOffset: int(o, 'baseOffset', path),
+        lastOffset: int(o, 'lastOffset', path),
+        ...(error ? { error } : {}),
+        ...(o['duplicate'] === true ? { duplicate: true } : {}),
+      };
     }, 4_096),
   };
 }

@@ -87,8 +87,9 @@ function under(p: string | undefined, ...dirs: string[]): boolean {
 }
 
 const PROTOCOL_PACKAGES = new Set(['msgpackr', 'node:buffer', 'node:module', '@node-rs/crc32']);
-const ABOVE_STORAGE = ['broker/net/', 'broker/handlers/', 'broker/groups/', 'broker/broker', 'broker/index'];
-const ABOVE_GROUPS = ['broker/net/', 'broker/handlers/', 'broker/broker', 'broker/index'];
+const ABOVE_STORAGE = ['broker/net/', 'broker/handlers/', 'broker/groups/', 'broker/push/', 'broker/broker', 'broker/index'];
+const ABOVE_GROUPS = ['broker/net/', 'broker/handlers/', 'broker/push/', 'broker/broker', 'broker/index'];
+const ABOVE_PUSH = ['broker/handlers/', 'broker/groups/', 'broker/broker', 'broker/index'];
 
 /** Every broken rule, as `file: import 'specifier' (why)`. */
 function violations(imports: readonly Import[]): string[] {
@@ -108,13 +109,16 @@ function violations(imports: readonly Import[]): string[] {
       broke('rule 2: broker imports nothing of client/ but client/protocol');
     }
     if (under(file, 'broker/log/') && under(target, ...ABOVE_STORAGE, 'broker/meta/')) {
-      broke('rule 3: broker/log imports no net, handlers, groups, meta or broker core');
+      broke('rule 3: broker/log imports no net, handlers, groups, push, meta or broker core');
     }
     if (under(file, 'broker/meta/') && under(target, ...ABOVE_STORAGE, 'broker/log/')) {
-      broke('rule 3: broker/meta imports no net, handlers, groups, log or broker core');
+      broke('rule 3: broker/meta imports no net, handlers, groups, push, log or broker core');
     }
     if (under(file, 'broker/groups/') && under(target, ...ABOVE_GROUPS)) {
-      broke('rule 4: broker/groups imports no net, handlers or broker core');
+      broke('rule 4: broker/groups imports no net, handlers, push or broker core');
+    }
+    if (under(file, 'broker/push/') && under(target, ...ABOVE_PUSH)) {
+      broke('rule 6: broker/push imports no handlers, groups or broker core');
     }
     if (under(file, 'client/') && under(target, 'broker/')) broke('rule 5: client imports nothing of broker/');
     if (under(target, 'cli/')) broke('rule 5: only cli/ itself may import cli/');
@@ -132,6 +136,7 @@ describe('import rules (docs/architecture.md)', () => {
     expect(files.some((f) => f.startsWith('broker/log/'))).toBe(true);
     expect(files.some((f) => f.startsWith('broker/meta/'))).toBe(true);
     expect(files.some((f) => f.startsWith('broker/groups/'))).toBe(true);
+    expect(files.some((f) => f.startsWith('broker/push/'))).toBe(true);
     expect(seen('client/protocol/body.ts', 'msgpackr')).toBe(true);
     expect(seen('client/protocol/crc32c.ts', '@node-rs/crc32')).toBe(true);
     expect(imports.some((i) => i.file.startsWith('broker/') && i.target === 'client/protocol/errors.js')).toBe(true);
@@ -178,6 +183,12 @@ describe('import rules (docs/architecture.md)', () => {
       expect(check('broker/log/x.ts', "import { SluiceError } from '../../client/protocol/errors.js';")).toEqual([]);
       expect(check('client/connection.ts', "import { Broker } from '../broker/broker.js';")).toHaveLength(1);
       expect(check('broker/x.ts', "import { main } from '../cli/main.js';")).toHaveLength(1);
+      expect(check('broker/meta/x.ts', "import type { PersistedPartitionState } from '../push/partition-state.js';")).toHaveLength(1);
+      expect(check('broker/groups/x.ts', "import { PushService } from '../push/push-service.js';")).toHaveLength(1);
+      expect(check('broker/push/x.ts', "import { Broker } from '../broker.js';")).toHaveLength(1);
+      expect(check('broker/push/x.ts', "import type { Services } from '../handlers/services.js';")).toHaveLength(1);
+      expect(check('broker/push/x.ts', "import type { PartitionLog } from '../log/index.js';")).toEqual([]);
+      expect(check('broker/push/x.ts', "import type { Session } from '../net/server-connection.js';")).toEqual([]);
     });
   });
 });

@@ -2,16 +2,18 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../../broker/broker.js';
-import { encodeBody } from '../../../client/protocol/body.js';
+import { decodeBody, encodeBody } from '../../../client/protocol/body.js';
 import { FrameFlags, encodeFrame } from '../../../client/protocol/frame.js';
+import { parseSettleRequest } from '../../../client/protocol/messages/push.js';
 import { Opcode } from '../../../client/protocol/opcodes.js';
 import { MemoryLogger } from '../../helpers/logger.js';
 import { tempDir } from '../../helpers/temp-dir.js';
 
 /**
  * docs/protocol.md against the code: the opcode table lists every opcode of
- * client/protocol/opcodes.ts, and the byte-level Hello examples are what the real encoder and a
- * real broker with default settings produce.
+ * client/protocol/opcodes.ts (each one the broker serves on its own row), and the byte-level
+ * Hello and Settle examples are what the real encoder and a real broker with default settings
+ * produce.
  */
 const PROTOCOL_MD = readFileSync(fileURLToPath(new URL('../../../docs/protocol.md', import.meta.url)), 'utf8');
 
@@ -45,16 +47,18 @@ interface OpcodeRow {
   readonly from: number;
   readonly to: number;
   readonly name: string;
+  /** The rest of the row after the name cell. */
+  readonly rest: string;
 }
 
 /** Rows of the opcode table: `| \`0x10\` | Name |` or a range `| \`0x40\`-\`0x47\` | ... |`; `others` is skipped. */
 function opcodeRows(markdown: string): OpcodeRow[] {
   const rows: OpcodeRow[] = [];
   for (const line of section(markdown, '## Opcodes')) {
-    const m = /^\|\s*`0x([0-9a-f]{2})`(?:-`0x([0-9a-f]{2})`)?\s*\|\s*([^|]*?)\s*\|/i.exec(line.trim());
+    const m = /^\|\s*`0x([0-9a-f]{2})`(?:-`0x([0-9a-f]{2})`)?\s*\|\s*([^|]*?)\s*\|(.*)$/i.exec(line.trim());
     if (m === null) continue;
     const from = Number.parseInt(m[1]!, 16);
-    rows.push({ from, to: m[2] === undefined ? from : Number.parseInt(m[2], 16), name: m[3]! });
+    rows.push({ from, to: m[2] === undefined ? from : Number.parseInt(m[2], 16), name: m[3]!, rest: m[4]! });
   }
   return rows;
 }
@@ -76,7 +80,7 @@ describe('docs/protocol.md opcode table', () => {
   });
 
   it('is found at all (a broken parser must not pass by seeing nothing)', () => {
-    expect(rows.find((r) => r.name === 'Produce')).toEqual({ from: 0x20, to: 0x20, name: 'Produce' });
+    expect(rows.find((r) => r.name === 'Produce')).toMatchObject({ from: 0x20, to: 0x20, name: 'Produce' });
     expect(rows.length).toBeGreaterThan(10);
   });
 });
@@ -92,6 +96,24 @@ describe('docs/protocol.md Hello examples', () => {
   afterAll(async () => {
     await broker?.close();
     dir.remove();
+  });
+
+  it('gives every opcode the broker serves, and the Deliver push, a row of its own that does not call it unserved', () => {
+    const rows = opcodeRows(PROTOCOL_MD);
+    const served = Object.entries(Opcode).filter(([name, value]) => broker.serves(value) || name === 'Deliver');
+    expect(served.map(([name]) => name)).toContain('Settle');
+    const lacking = served.filter(([name, value]) => !rows.some((r) => r.from === value && r.to === value && r.name === name && !/not served/i.test(r.rest)));
+    expect(lacking).toEqual([]);
+    const rangesOverServed = rows.filter((r) => r.from < r.to && served.some(([, value]) => r.from <= value && value <= r.to));
+    expect(rangesOverServed).toEqual([]);
+  });
+
+  it('shows, byte for byte, the Settle body the SDK sends to ack one delivery', () => {
+    const body = { consumerId: 'c1-1', items: [[0, 42, 1, 0] as const] };
+    const documented = hexBlockAfter(PROTOCOL_MD, 'hot path: an item of small numbers is 5 bytes.');
+    expect(documented.toString('hex')).toBe(encodeBody(body).toString('hex'));
+    expect(parseSettleRequest(decodeBody(documented))).toEqual({ ...body, receipt: false });
+    expect(PROTOCOL_MD).toContain(`for consumer \`c1-1\` (${documented.length} bytes)`);
   });
 
   it('shows the Hello request the SDK sends for clientId "demo"', () => {
