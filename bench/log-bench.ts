@@ -11,26 +11,32 @@
  * - batch100: 100 records per batch (~10.7 KiB); batch640: 640 records per batch (~68.7 KiB),
  *   so every commit carries >= 64 KiB.
  * - fsync never | interval (1 s) | always.
- * Two raw baselines per row, each run interleaved with the log's runs so both see the same
- * machine state, and dirty pages flushed (sync) before every timed run:
- * - "same I/O" (the one targets are judged on): one writer writing the same bytes in chunks the
- *   size of the log's average commit (bytes per writev, counted during the log's run), with an
- *   fdatasync after each under always. Same bytes, same syscalls, same syncs: the ratio is the
- *   engine's own overhead (verification, offsets, indexes, group-commit scheduling).
- * - others, for context: each batch written (and under always fdatasynced) as it comes, i.e. a
- *   log without group commit; and, for never/interval, 1 MiB writes. With only APPENDERS
- *   batches in flight a commit cannot carry more than APPENDERS batches, so 1 MiB writes bound
- *   what any log could reach in this closed loop.
- * Ratios are medians of per-run ratios (log run / the baseline run right after it).
+ * Raw baselines per row, each run next to the log's run so both see the same machine state, in
+ * alternating order (log first on even runs, baseline first on odd ones) so neither always gets
+ * the warmer or the colder slot, and dirty pages flushed (sync) before every timed run:
+ * - "same I/O" (the one targets are judged on): one writer replaying the log's own .log syscalls
+ *   (recorded during a log run): the same writevs of the same batch buffers (same iovec counts,
+ *   so the same bytes and sizes), at the same positions, and the same fdatasyncs. One syscall in
+ *   flight at a time, as in the log. The ratio is the engine's own overhead (verification,
+ *   offsets, indexes, group-commit scheduling).
+ * - others, for context: the same replay with the batch check (`verifyBatch`: framing and
+ *   CRC-32C, which the log must do for every append) run before each writev, i.e. the best any
+ *   log that verifies can do in this closed loop, where nothing can overlap the check (the next
+ *   batches arrive only once the previous commit is acknowledged); each batch written (and under
+ *   always fdatasynced) as it comes, i.e. a log without group commit; and, for never/interval,
+ *   1 MiB writes. With only APPENDERS batches in flight a commit cannot carry more than
+ *   APPENDERS batches, so 1 MiB writes bound what any log could reach in this closed loop.
+ * Ratios are medians of per-run ratios (log run / the baseline run next to it), with their range.
  * Reads: the log read sequentially with maxBytes 1 MiB, first right after a reopen (every batch
  * CRC-checked once) then again (served from the known-good ranges), against 1 MiB preads of the
- * same segment files. Page-cache warm: this measures the engine, not the disk's read speed.
+ * same segment files, alternating which goes first. Page-cache warm: this measures the engine,
+ * not the disk's read speed.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeRecordBatch } from '../client/protocol/record-batch.js';
+import { encodeRecordBatch, verifyBatch } from '../client/protocol/record-batch.js';
 import { type FileHandle, type FileIO, nodeFileIO } from '../broker/log/file-io.js';
 import type { FsyncMode, LogSink } from '../broker/log/options.js';
 import { PartitionLog } from '../broker/log/partition-log.js';
@@ -73,7 +79,7 @@ function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
 }
 
-function median(xs: number[]): number {
+function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
@@ -85,8 +91,14 @@ function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, v: T) => void) => 
   return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
 }
 
-/** nodeFileIO, counting writevs and fdatasyncs of .log files (to size the baseline's commits). */
-function countingIO(counter: { writes: number; syncs: number }): FileIO {
+/**
+ * The .log syscalls of one log run, in order: n > 0 is a writev of n buffers, 0 an fdatasync.
+ * (Index files and directories are not recorded: the log writes them only at open and close.)
+ */
+type Trace = number[];
+
+/** nodeFileIO, recording the writevs and fdatasyncs of .log files (what the baseline replays). */
+function recordingIO(trace: Trace): FileIO {
   const io = nodeFileIO;
   return {
     readdir: (d) => io.readdir(d),
@@ -103,11 +115,11 @@ function countingIO(counter: { writes: number; syncs: number }): FileIO {
         path: fh.path,
         read: (b, o, l, p) => fh.read(b, o, l, p),
         writev: (bs, p) => {
-          counter.writes++;
+          trace.push(bs.length);
           return fh.writev(bs, p);
         },
         datasync: () => {
-          counter.syncs++;
+          trace.push(0);
           return fh.datasync();
         },
         truncate: (l) => fh.truncate(l),
@@ -122,16 +134,19 @@ interface AppendStats {
   mbPerSec: number;
   /** Average bytes per commit: per fdatasync under always, per writev otherwise. */
   bytesPerCommit: number;
+  /** The .log syscalls of the timed appends, for the baseline to replay. */
+  trace: Trace;
 }
 
 /** MB/s of APPENDERS concurrent appenders writing `total` bytes of `batch`-sized appends. */
-async function appendRun(mode: FsyncMode, records: number, total: number): Promise<AppendStats> {
+async function appendRun(mode: FsyncMode, batches: readonly Buffer[], total: number): Promise<AppendStats> {
   const dir = tempDir();
-  const counter = { writes: 0, syncs: 0 };
-  const log = await PartitionLog.open({ dir, fsync: mode, logger: silent, io: countingIO(counter) });
-  const batches = Array.from({ length: APPENDERS }, () => makeBatch(records));
+  const trace: Trace = [];
+  const log = await PartitionLog.open({ dir, fsync: mode, logger: silent, io: recordingIO(trace) });
+  const size = batches[0]!.length;
   settle();
-  const perAppender = Math.max(1, Math.round(total / APPENDERS / batches[0]!.length));
+  trace.length = 0; // only what the timed appends do
+  const perAppender = Math.max(1, Math.round(total / APPENDERS / size));
   const t0 = process.hrtime.bigint();
   await Promise.all(
     batches.map(async (batch) => {
@@ -140,11 +155,46 @@ async function appendRun(mode: FsyncMode, records: number, total: number): Promi
     }),
   );
   const seconds = elapsed(t0);
-  const commits = mode === 'always' ? counter.syncs : counter.writes;
+  const timed = trace.slice();
   await log.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  const bytes = APPENDERS * perAppender * batches[0]!.length;
-  return { mbPerSec: bytes / MB / seconds, bytesPerCommit: bytes / Math.max(1, commits) };
+  const commits = timed.filter((n) => (mode === 'always' ? n === 0 : n > 0)).length;
+  const bytes = APPENDERS * perAppender * size;
+  return { mbPerSec: bytes / MB / seconds, bytesPerCommit: bytes / Math.max(1, commits), trace: timed };
+}
+
+/**
+ * MB/s of one writer replaying `trace` with `batches` (writevs of the same buffers back to back,
+ * fdatasyncs where the log made them); with `verify`, each batch is checked before its writev.
+ */
+async function replayRun(trace: Trace, batches: readonly Buffer[], verify: boolean): Promise<number> {
+  const dir = tempDir();
+  const fd = fs.openSync(path.join(dir, 'raw'), 'w');
+  // The iovec arrays are made before the clock starts: the log's commit makes one per writev,
+  // so this only makes the baseline faster.
+  const vectors = trace.map((n) => Array.from({ length: n }, (_, i) => batches[i % batches.length]!));
+  settle();
+  let bytes = 0;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < trace.length; i++) {
+    const vec = vectors[i]!;
+    if (vec.length === 0) {
+      await cb<void>((d) => fs.fdatasync(fd, (e) => d(e, undefined)));
+      continue;
+    }
+    let want = 0;
+    for (const b of vec) {
+      if (verify) verifyBatch(b, 0);
+      want += b.length;
+    }
+    const wrote = await cb<number>((d) => fs.writev(fd, vec, bytes, d));
+    if (wrote !== want) throw new Error(`short write: ${wrote} of ${want}`);
+    bytes += wrote;
+  }
+  const seconds = elapsed(t0);
+  fs.closeSync(fd);
+  fs.rmSync(dir, { recursive: true, force: true });
+  return bytes / MB / seconds;
 }
 
 /** MB/s of one writer writing `chunk` back to back, optionally fdatasyncing after each. */
@@ -202,15 +252,30 @@ async function rawReadRun(dir: string): Promise<number> {
   return bytes / MB / elapsed(t0);
 }
 
+interface Ratio {
+  name: string;
+  mbPerSec: number;
+  /** Median of the per-run ratios log / baseline, and their range. */
+  ratio: number;
+  min: number;
+  max: number;
+}
+
 interface Row {
   name: string;
   mbPerSec: number;
   runs: number[];
   /** Average bytes per commit of the log's runs (median), for append rows. */
   commitBytes: number | null;
-  sameIo: { name: string; mbPerSec: number; ratio: number };
-  references: { name: string; mbPerSec: number; ratio: number }[];
+  sameIo: Ratio;
+  references: Ratio[];
   target: number | null;
+}
+
+/** Ratio of `runs` to `base`, run by run (each log run against the baseline run next to it). */
+function ratioOf(name: string, runs: readonly number[], base: readonly number[]): Ratio {
+  const r = runs.map((x, i) => x / base[i]!);
+  return { name, mbPerSec: median(base), ratio: median(r), min: Math.min(...r), max: Math.max(...r) };
 }
 
 async function main(): Promise<void> {
@@ -222,7 +287,8 @@ async function main(): Promise<void> {
     Buffer.concat(Array.from({ length: Math.max(1, Math.round(bytes / chunk.length)) }, () => chunk));
 
   for (const records of [100, 640]) {
-    const chunk = makeBatch(records);
+    const batches = Array.from({ length: APPENDERS }, () => makeBatch(records));
+    const chunk = batches[0]!;
     const label = `batch${records} (${(chunk.length / 1024).toFixed(1)} KiB)`;
     const mib = repeat(chunk, MB);
     for (const mode of ['never', 'interval', 'always'] as const) {
@@ -230,38 +296,43 @@ async function main(): Promise<void> {
       const total = mode === 'always' ? ALWAYS_BYTES : APPEND_BYTES;
       const logRuns: number[] = [];
       const sameIo: number[] = [];
+      const verified: number[] = [];
       const reference: number[] = [];
       const perBatch: number[] = [];
       const commitBytes: number[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        const r = await appendRun(mode, records, total);
-        logRuns.push(r.mbPerSec);
-        commitBytes.push(r.bytesPerCommit);
-        sameIo.push(await rawWriteRun(repeat(chunk, r.bytesPerCommit), total, mode === 'always'));
+      const baselines = async (trace: Trace): Promise<void> => {
+        sameIo.push(await replayRun(trace, batches, false));
+        verified.push(await replayRun(trace, batches, true));
         // A writer that writes (and under always, syncs) each batch as it comes: no group commit.
         perBatch.push(await rawWriteRun(chunk, total, mode === 'always'));
         if (mode !== 'always') reference.push(await rawWriteRun(mib, total, false));
+      };
+      let previous: Trace | undefined;
+      for (let i = 0; i < RUNS; i++) {
+        // Odd runs time the baselines first, replaying the previous log run's syscalls (in this
+        // closed loop every run makes the same ones: APPENDERS batches per commit).
+        const baselinesFirst = i % 2 === 1 && previous !== undefined;
+        if (baselinesFirst) await baselines(previous!);
+        const r = await appendRun(mode, batches, total);
+        logRuns.push(r.mbPerSec);
+        commitBytes.push(r.bytesPerCommit);
+        if (!baselinesFirst) await baselines(r.trace);
+        previous = r.trace;
       }
-      const m = median(logRuns);
-      // Ratios are medians of per-run ratios (each log run against the baseline run next to it),
-      // which cancels most of the drift a shared machine adds between runs.
-      const pairRatio = (base: number[]): number => median(logRuns.map((x, i) => x / base[i]!));
       let target: number | null = null;
       if (mode === 'never') target = 0.8;
       if (mode === 'always' && chunk.length >= 64 * 1024) target = 0.5;
+      const sync = mode === 'always' ? '+fdatasync' : '';
       rows.push({
         name: `append ${label} x${APPENDERS}, fsync=${mode}`,
-        mbPerSec: m,
+        mbPerSec: median(logRuns),
         runs: logRuns,
         commitBytes: median(commitBytes),
-        sameIo: { name: mode === 'always' ? 'raw write+fdatasync, commit-sized' : 'raw write, commit-sized', mbPerSec: median(sameIo), ratio: pairRatio(sameIo) },
+        sameIo: ratioOf(`raw writev${sync}, log's syscalls`, logRuns, sameIo),
         references: [
-          ...(mode === 'always' ? [] : [{ name: 'raw 1 MiB writes', mbPerSec: median(reference), ratio: pairRatio(reference) }]),
-          {
-            name: mode === 'always' ? 'raw write+fdatasync per batch' : 'raw write per batch',
-            mbPerSec: median(perBatch),
-            ratio: pairRatio(perBatch),
-          },
+          ratioOf(`same + verifyBatch each`, logRuns, verified),
+          ...(mode === 'always' ? [] : [ratioOf('raw 1 MiB writes', logRuns, reference)]),
+          ratioOf(`raw write${sync} per batch`, logRuns, perBatch),
         ],
         target,
       });
@@ -274,21 +345,20 @@ async function main(): Promise<void> {
   const batch = makeBatch(100);
   for (let written = 0; written < READ_BYTES; written += batch.length) await log.append(batch);
   await log.close();
-  // Interleaved: raw pass, log pass after a reopen (every batch CRC-checked once), then a
-  // second log pass on the same instance (served from the known-good ranges).
+  // Interleaved, alternating which goes first: a raw pass, and a log pass after a reopen (every
+  // batch CRC-checked once) followed by a second one on the same instance (known-good ranges).
   const rawRuns: number[] = [];
   const firstRuns: number[] = [];
   const warmRuns: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    rawRuns.push(await rawReadRun(dir));
+    if (i % 2 === 0) rawRuns.push(await rawReadRun(dir));
     log = await PartitionLog.open({ dir, logger: silent });
     firstRuns.push(await logReadRun(log));
     warmRuns.push(await logReadRun(log));
     await log.close();
+    if (i % 2 === 1) rawRuns.push(await rawReadRun(dir));
   }
   fs.rmSync(dir, { recursive: true, force: true });
-  const rawMedian = median(rawRuns);
-  const readRatio = (runs: readonly number[]): number => median(runs.map((x, i) => x / rawRuns[i]!));
   for (const [name, runs, target] of [
     ['read 1 MiB/fetch, first pass after reopen (CRC-checked)', firstRuns, null],
     ['read 1 MiB/fetch, known-good ranges', warmRuns, 0.8],
@@ -298,7 +368,7 @@ async function main(): Promise<void> {
       mbPerSec: median(runs),
       runs: [...runs],
       commitBytes: null,
-      sameIo: { name: 'raw 1 MiB preads', mbPerSec: rawMedian, ratio: readRatio(runs) },
+      sameIo: ratioOf('raw 1 MiB preads', runs, rawRuns),
       references: [],
       target,
     });
@@ -309,14 +379,15 @@ async function main(): Promise<void> {
     return;
   }
   const pad = (s: string, n: number): string => s.padEnd(n);
-  console.log(`\nmedian of ${RUNS} runs; ${os.tmpdir()}; ${os.cpus().length} cpus; ${APPENDERS} appenders\n`);
-  console.log(`${pad('workload', 56)} ${pad('MB/s', 8)} ${pad('commit', 8)} ${pad('same-I/O raw, MB/s', 38)} ${pad('ratio', 6)} ${pad('target', 11)} other raw baselines, MB/s (ratio)`);
+  const range = (x: Ratio): string => `${x.ratio.toFixed(2)} (${x.min.toFixed(2)}-${x.max.toFixed(2)})`;
+  console.log(`\nmedian of ${RUNS} runs (ratio: median of per-run ratios, with range); ${os.tmpdir()}; ${os.cpus().length} cpus; ${APPENDERS} appenders\n`);
+  console.log(`${pad('workload', 56)} ${pad('MB/s', 6)} ${pad('commit', 8)} ${pad('same-I/O raw, MB/s', 40)} ${pad('ratio', 17)} ${pad('target', 12)} other raw baselines, MB/s: ratio`);
   for (const r of rows) {
     const verdict = r.target === null ? '' : `>=${r.target} ${r.sameIo.ratio >= r.target ? 'met' : 'MISSED'}`;
     const commit = r.commitBytes === null ? '' : `${(r.commitBytes / 1024).toFixed(0)} KiB`;
-    const ref = r.references.map((x) => `${x.name} ${x.mbPerSec.toFixed(0)} (${x.ratio.toFixed(2)})`).join('; ');
+    const ref = r.references.map((x) => `${x.name} ${x.mbPerSec.toFixed(0)}: ${range(x)}`).join('; ');
     console.log(
-      `${pad(r.name, 56)} ${pad(r.mbPerSec.toFixed(0), 8)} ${pad(commit, 8)} ${pad(`${r.sameIo.name} ${r.sameIo.mbPerSec.toFixed(0)}`, 36)} ${pad(r.sameIo.ratio.toFixed(2), 6)} ${pad(verdict, 11)} ${ref}`,
+      `${pad(r.name, 56)} ${pad(r.mbPerSec.toFixed(0), 6)} ${pad(commit, 8)} ${pad(`${r.sameIo.name} ${r.sameIo.mbPerSec.toFixed(0)}`, 40)} ${pad(range(r.sameIo), 17)} ${pad(verdict, 12)} ${ref}`,
     );
   }
 }

@@ -83,9 +83,10 @@ export async function scanBatches(fh: FileHandle, options: ScanOptions): Promise
   let chunkStart = pos;
   const stop = (problem: string): ScanResult => ({ validEnd: pos, endOffset: expected, lastBatchOffset, problem });
 
-  // Makes file bytes [pos, pos + need) present in `chunk`, reading ahead a whole chunk.
+  // True when file bytes [pos, pos + need) are in `chunk` (checked first: spares an await).
+  const has = (need: number): boolean => pos + need <= chunkStart + chunk.length;
+  // Makes them present, reading ahead a whole chunk.
   const fill = async (need: number): Promise<boolean> => {
-    if (pos + need <= chunkStart + chunk.length) return true;
     const want = Math.min(fileSize - pos, Math.max(chunkBytes, need));
     chunk = Buffer.allocUnsafe(want);
     chunk = chunk.subarray(0, await readFully(fh, chunk, 0, want, pos));
@@ -95,12 +96,12 @@ export async function scanBatches(fh: FileHandle, options: ScanOptions): Promise
 
   while (pos < fileSize) {
     if (fileSize - pos < BATCH_HEADER_SIZE) return stop(`${fileSize - pos} bytes at ${pos}, less than a batch header`);
-    if (!(await fill(BATCH_HEADER_SIZE))) return stop(`file ended at ${pos}`);
+    if (!has(BATCH_HEADER_SIZE) && !(await fill(BATCH_HEADER_SIZE))) return stop(`file ended at ${pos}`);
     const size = batchSizeAt(chunk, pos - chunkStart) ?? 0;
     if (size < BATCH_HEADER_SIZE || size > fileSize - pos) {
       return stop(`batch at ${pos} claims ${size} bytes, ${fileSize - pos} remain`);
     }
-    if (!(await fill(size))) return stop(`file ended inside the batch at ${pos}`);
+    if (!has(size) && !(await fill(size))) return stop(`file ended inside the batch at ${pos}`);
     const header = checkBatchAt(chunk, pos - chunkStart, expected, verifyCrc);
     if (typeof header === 'string') return stop(`batch at ${pos}: ${header}`);
     onBatch?.(header, pos, size);

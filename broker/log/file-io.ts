@@ -136,18 +136,31 @@ class NodeFileHandle implements FileHandle {
     return cb<number>((done) => fs.read(this.#fd, buf, offset, length, position, done));
   }
 
-  async writev(buffers: readonly Buffer[], position: number): Promise<void> {
-    let pos = position;
-    let i = 0;
-    while (i < buffers.length) {
+  writev(buffers: readonly Buffer[], position: number): Promise<void> {
+    // The append path's case (one commit, at most IOV_MAX batches): one writev, straight from
+    // its callback to the caller, with no intermediate array or extra promise.
+    if (buffers.length <= IOV_MAX) return this.#writevOnce(buffers, position);
+    return this.#writevGroups(buffers, position);
+  }
+
+  #writevOnce(buffers: readonly Buffer[], position: number): Promise<void> {
+    let want = 0;
+    for (let i = 0; i < buffers.length; i++) want += buffers[i]!.length;
+    return new Promise<void>((resolve, reject) => {
+      fs.writev(this.#fd, buffers, position, (err, wrote) => {
+        if (err) reject(err);
+        // A short write is rare on regular files (ENOSPC half way); finish the rest with write().
+        else if (wrote < want) this.#writeAll(Buffer.concat(buffers).subarray(wrote), position + wrote).then(resolve, reject);
+        else resolve();
+      });
+    });
+  }
+
+  async #writevGroups(buffers: readonly Buffer[], position: number): Promise<void> {
+    for (let i = 0, pos = position; i < buffers.length; i += IOV_MAX) {
       const group = buffers.slice(i, i + IOV_MAX);
-      let want = 0;
-      for (const b of group) want += b.length;
-      const wrote = await cb<number>((done) => fs.writev(this.#fd, group, pos, done));
-      // A short write is rare on regular files (ENOSPC half way); finish the rest with write().
-      if (wrote < want) await this.#writeAll(Buffer.concat(group).subarray(wrote), pos + wrote);
-      pos += want;
-      i += group.length;
+      await this.#writevOnce(group, pos);
+      for (const b of group) pos += b.length;
     }
   }
 

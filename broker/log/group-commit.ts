@@ -6,6 +6,13 @@
  * for all of them. Commits run strictly one after another, which is what keeps offsets, file
  * order and acknowledgement order the same.
  *
+ * The work of the next commit already overlaps the running one: PartitionLog.append verifies a
+ * batch (CRC) and assigns its offsets when it arrives, so what is queued while a write is in
+ * flight is ready to go as soon as that commit ends. What cannot overlap is what is not there
+ * yet: producers that wait for their acknowledgement before sending again (the benchmark's
+ * closed loop) hand over their next batches only after the commit, so their verification runs
+ * between two writes whatever the queue does (docs/storage.md, "Performance").
+ *
  * The first failed commit poisons the queue: its items and every later one are rejected with
  * that error. Nothing is retried; a write that may or may not have reached the disk must not be
  * acknowledged later (see docs/storage.md).

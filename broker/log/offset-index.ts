@@ -46,9 +46,9 @@ export class OffsetIndex {
   }
 
   append(relativeOffset: number, position: number): void {
-    const last = this.last();
-    if (last && (relativeOffset <= last.relativeOffset || position <= last.position)) {
-      throw new Error(`offset index entry (${relativeOffset}, ${position}) does not follow (${last.relativeOffset}, ${last.position})`);
+    const n = this.#length;
+    if (n > 0 && (relativeOffset <= this.#offsets[n - 1]! || position <= this.#positions[n - 1]!)) {
+      throw new Error(`offset index entry (${relativeOffset}, ${position}) does not follow (${this.#offsets[n - 1]}, ${this.#positions[n - 1]})`);
     }
     if (this.#length === this.#offsets.length) {
       const offsets = new Uint32Array(this.#length * 2);

@@ -30,7 +30,21 @@ export interface AppendResult {
   lastOffset: number;
 }
 
-interface PendingAppend extends CommitItem, WriteEntry {}
+/** One queued append: what the commit writes, and how to settle the caller's promise. */
+class PendingAppend implements CommitItem, WriteEntry {
+  constructor(
+    readonly batch: Buffer,
+    readonly baseOffset: number,
+    readonly lastOffset: number,
+    readonly maxTimestamp: number,
+    private readonly settle: (result: AppendResult) => void,
+    readonly reject: (err: Error) => void,
+  ) {}
+
+  resolve(): void {
+    this.settle({ baseOffset: this.baseOffset, lastOffset: this.lastOffset });
+  }
+}
 
 // Relative offsets in the index are uint32; roll well before a segment could span more.
 const MAX_RELATIVE_OFFSET = 0x7fff_ffff;
@@ -148,14 +162,7 @@ export class PartitionLog {
     setBaseOffset(batch, baseOffset);
     this.#nextOffset = lastOffset + 1;
     return new Promise<AppendResult>((resolve, reject) => {
-      this.#queue.push({
-        batch,
-        baseOffset,
-        lastOffset,
-        maxTimestamp: header.maxTimestamp,
-        resolve: () => resolve({ baseOffset, lastOffset }),
-        reject,
-      });
+      this.#queue.push(new PendingAppend(batch, baseOffset, lastOffset, header.maxTimestamp, resolve, reject));
     });
   }
 
@@ -164,18 +171,16 @@ export class PartitionLog {
     let phase = 'write';
     try {
       const touched: Segment[] = [];
-      let i = 0;
-      while (i < items.length) {
+      for (let i = 0; i < items.length; ) {
         if (this.#shouldRoll(this.#active, this.#active.size, items[i]!)) await this.#roll(items[i]!.baseOffset);
         const seg = this.#active;
-        let size = seg.size;
-        const run: PendingAppend[] = [];
-        while (i < items.length && (run.length === 0 || !this.#shouldRoll(seg, size, items[i]!))) {
-          size += items[i]!.batch.length;
-          run.push(items[i++]!);
-        }
-        await seg.write(run);
+        let size = seg.size + items[i]!.batch.length;
+        let end = i + 1;
+        while (end < items.length && !this.#shouldRoll(seg, size, items[end]!)) size += items[end++]!.batch.length;
+        // One writev per segment; normally the whole group, passed as it is.
+        await seg.write(i === 0 && end === items.length ? items : items.slice(i, end));
         touched.push(seg);
+        i = end;
       }
       if (this.#config.fsync === 'always') {
         phase = 'fdatasync';

@@ -29,9 +29,17 @@ class Window {
     this.#readAhead = readAhead;
   }
 
+  /**
+   * True when file bytes [from, from + length) are in the buffer. Callers check this before
+   * `span`, which costs a promise and a microtask turn even when it has nothing to read.
+   */
+  has(from: number, length: number): boolean {
+    return from >= this.start && from + length <= this.start + this.buf.length;
+  }
+
   /** Makes file bytes [from, from + length) present; false if the file ends first. */
   async span(from: number, length: number): Promise<boolean> {
-    if (from >= this.start && from + length <= this.start + this.buf.length) return true;
+    if (this.has(from, length)) return true;
     if (from + length > this.#fileEnd) return false;
     const want = Math.min(this.#fileEnd - from, Math.max(length, this.#readAhead));
     const buf = Buffer.allocUnsafe(want);
@@ -66,7 +74,7 @@ async function locate(seg: Segment, indexes: IndexBuilder, offset: number, readA
   let position = entry.position;
   let expected = seg.baseOffset + entry.relativeOffset;
   for (let first = true; ; first = false) {
-    if (!(await window.span(position, BATCH_HEADER_SIZE))) {
+    if (!window.has(position, BATCH_HEADER_SIZE) && !(await window.span(position, BATCH_HEADER_SIZE))) {
       throw corrupt(seg, offset, position, `the file ends before offset ${offset}`);
     }
     const header = checkBatchAt(window.buf, position - window.start, expected, false);
@@ -108,7 +116,9 @@ export async function readFromSegment(
   let total = 0;
   while (position < seg.size) {
     // Keep [start, position + header) in one buffer so the answer is a single slice.
-    if (!(await window.span(start, position - start + BATCH_HEADER_SIZE))) break;
+    // The answer is normally in the buffer already: `has` first spares an await per check.
+    const headerEnd = position - start + BATCH_HEADER_SIZE;
+    if (!window.has(start, headerEnd) && !(await window.span(start, headerEnd))) break;
     const header = checkBatchAt(window.buf, position - window.start, expected, false);
     if (typeof header === 'string') {
       if (total === 0) throw corrupt(seg, offset, position, header);
@@ -118,7 +128,7 @@ export async function readFromSegment(
     if (header.baseOffset >= limitOffset) break;
     const size = header.batchLength + 12;
     if (total > 0 && total + size > maxBytes) break;
-    if (!(await window.span(start, position - start + size))) {
+    if (!window.has(start, position - start + size) && !(await window.span(start, position - start + size))) {
       if (total === 0) throw corrupt(seg, offset, position, 'the file ends inside the batch');
       break;
     }
@@ -163,7 +173,7 @@ export async function findOffsetByTimestamp(seg: Segment, timestamp: number, lim
   let position = entry.position;
   let expected = seg.baseOffset + entry.relativeOffset;
   while (position < seg.size && expected < limitOffset) {
-    if (!(await window.span(position, BATCH_HEADER_SIZE))) break;
+    if (!window.has(position, BATCH_HEADER_SIZE) && !(await window.span(position, BATCH_HEADER_SIZE))) break;
     const header: FrameHeader | string = checkBatchAt(window.buf, position - window.start, expected, false);
     if (typeof header === 'string') throw corrupt(seg, expected, position, header);
     if (header.maxTimestamp >= timestamp) return header.baseOffset;

@@ -2,10 +2,12 @@
  * The FileIO contract, run against node:fs and CrashFS alike, then what only CrashFS does:
  * forget what was not synced.
  */
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CrashFS } from '../../../../broker/log/crash-fs.js';
-import { ensureDir, readFully, readWholeFile, writeFileAtomic } from '../../../../broker/log/file-io.js';
+import { ensureDir, nodeFileIO, readFully, readWholeFile, writeFileAtomic } from '../../../../broker/log/file-io.js';
 import { type FsFixture, fileSystems } from './helpers.js';
 
 async function errCode(p: Promise<unknown>): Promise<string | undefined> {
@@ -110,6 +112,33 @@ describe.each(fileSystems)('FileIO contract on $name', ({ make }) => {
     expect((await readWholeFile(fx.io, file))?.toString()).toBe('two');
     expect(await fx.io.readdir(dir)).toEqual(['cp']);
     expect(await readWholeFile(fx.io, path.join(dir, 'missing'))).toBeUndefined();
+  });
+});
+
+describe('node:fs writev', () => {
+  let root: string;
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-io-'));
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('finishes a short writev with write() and reports errors', async () => {
+    const fh = await nodeFileIO.open(path.join(root, 'short'), 'create');
+    const real = fs.writev;
+    // The kernel takes only the first buffer and 2 bytes of the second (ENOSPC half way, say).
+    const spy = vi.spyOn(fs, 'writev').mockImplementation(((fd: number, bufs: Buffer[], pos: number, done: (e: Error | null, n: number) => void) =>
+      real(fd, [bufs[0]!, bufs[1]!.subarray(0, 2)], pos, done)) as unknown as typeof fs.writev);
+    await fh.writev([Buffer.from('abc'), Buffer.from('defg'), Buffer.from('hi')], 5);
+    expect(spy).toHaveBeenCalledTimes(1);
+    spy.mockRestore();
+    expect(fs.readFileSync(path.join(root, 'short')).subarray(5).toString()).toBe('abcdefghi');
+    vi.spyOn(fs, 'writev').mockImplementation(((_fd: number, _b: Buffer[], _p: number, done: (e: Error | null, n: number) => void) =>
+      done(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }), 0)) as unknown as typeof fs.writev);
+    expect(await errCode(fh.writev([Buffer.from('x')], 0))).toBe('EIO');
+    await fh.close();
   });
 });
 

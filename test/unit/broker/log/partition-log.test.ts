@@ -4,6 +4,7 @@ import { hasCode } from '../../../../client/protocol/errors.js';
 import { decodeBatches, readBatchHeader } from '../../../../client/protocol/record-batch.js';
 import { CrashFS } from '../../../../broker/log/crash-fs.js';
 import { PartitionLog } from '../../../../broker/log/partition-log.js';
+import type { FileHandle, FileIO, OpenMode } from '../../../../broker/log/file-io.js';
 import type { PartitionLogOptions } from '../../../../broker/log/options.js';
 import { type FsFixture, captureLogger, fileSystems, makeBatch } from './helpers.js';
 
@@ -244,6 +245,60 @@ describe('PartitionLog group commit (CrashFS)', () => {
     expect(results.map((r) => r.baseOffset)).toEqual(Array.from({ length: 20 }, (_, i) => i));
     expect(io.stats.writev - before.writev).toBe(1);
     expect(io.stats.datasync - before.datasync).toBe(1);
+    await log.close();
+  });
+
+  it('splits a group that crosses segment boundaries: one writev and one fdatasync per segment', async () => {
+    const crash = new CrashFS();
+    // Counts the syscalls on .log files (sealing writes index files in the background).
+    const logOps = { writev: 0, datasync: 0 };
+    const io: FileIO = {
+      readdir: (d) => crash.readdir(d),
+      mkdir: (d) => crash.mkdir(d),
+      stat: (f) => crash.stat(f),
+      rename: (a, b) => crash.rename(a, b),
+      unlink: (f) => crash.unlink(f),
+      removeTree: (d) => crash.removeTree(d),
+      fsyncDir: (d) => crash.fsyncDir(d),
+      async open(file: string, mode: OpenMode): Promise<FileHandle> {
+        const fh = await crash.open(file, mode);
+        if (!file.endsWith('.log')) return fh;
+        return {
+          path: fh.path,
+          read: (b, o, l, p) => fh.read(b, o, l, p),
+          writev: (bs, p) => (logOps.writev++, fh.writev(bs, p)),
+          datasync: () => (logOps.datasync++, fh.datasync()),
+          truncate: (l) => fh.truncate(l),
+          size: () => fh.size(),
+          close: () => fh.close(),
+        };
+      },
+    };
+    const log = await PartitionLog.open({ dir: '/d', io, segmentBytes: 500, logger: captureLogger() });
+    await log.append(makeBatch('first', 1, { valueBytes: 100 }));
+    const before = { ...logOps };
+    // 118 or 175 bytes each, after 170: the active segment takes two, a new one three, a third the last.
+    const batches = Array.from({ length: 6 }, (_, i) => makeBatch(`s${i}`, 1 + (i % 2), { valueBytes: 50 }));
+    const results = await Promise.all(batches.map((b) => log.append(b)));
+    let next = 1;
+    for (const r of results) {
+      expect(r.baseOffset).toBe(next);
+      next = r.lastOffset + 1;
+    }
+    expect(log.highWatermark).toBe(next);
+    const segments = log.segmentCount;
+    expect(segments).toBe(3);
+    // One writev and one fdatasync per segment the group touched (the first one included);
+    // sealing the rolled ones fdatasyncs them once more, in the background.
+    expect(logOps.writev - before.writev).toBe(segments);
+    expect(logOps.datasync - before.datasync).toBeGreaterThanOrEqual(segments);
+    const values: string[] = [];
+    for (let off = 0; off < log.highWatermark; ) {
+      const recs = decodeBatches(await log.read(off, 10_000));
+      values.push(...recs.map((r) => r.value!.toString().replace(/\.+$/, '')));
+      off = recs[recs.length - 1]!.offset + 1;
+    }
+    expect(values).toEqual(['first:0', 's0:0', 's1:0', 's1:1', 's2:0', 's3:0', 's3:1', 's4:0', 's5:0', 's5:1']);
     await log.close();
   });
 
