@@ -11,6 +11,7 @@ import { groupHandlers } from './handlers/groups.js';
 import type { HandledApi, Handler, HandlerTable } from './handlers/handler.js';
 import { handlePing } from './handlers/ping.js';
 import { produceHandlers } from './handlers/produce.js';
+import { producerHandlers } from './handlers/producer.js';
 import { pushHandlers } from './handlers/push.js';
 import type { Services } from './handlers/services.js';
 import { topicHandlers } from './handlers/topics.js';
@@ -21,6 +22,8 @@ import { openMetaStore } from './meta/sqlite-meta-store.js';
 import { ServerConnection, type RequestContext, type RequestHost } from './net/server-connection.js';
 import { PushService } from './push/push-service.js';
 import { TopicRegistry } from './topics.js';
+import { ProducerIds } from './txn/producer-ids.js';
+import { ProducerStateManager } from './txn/producer-states.js';
 import { SLUICE_VERSION } from './version.js';
 
 /** How often expired consumer-group sessions are swept. */
@@ -39,6 +42,7 @@ export class Broker implements RequestHost {
   readonly #logs: LogManager;
   readonly #topics: TopicRegistry;
   readonly #push: PushService;
+  readonly #producerStates: ProducerStateManager;
   readonly #stopping = new AbortController();
   readonly #unlock: () => void;
   readonly #timers: NodeJS.Timeout[] = [];
@@ -54,7 +58,8 @@ export class Broker implements RequestHost {
     this.#logs = logs;
     this.#unlock = unlock;
     this.#closed = new Promise((resolve) => (this.#markClosed = resolve));
-    this.#topics = new TopicRegistry(meta, logs, { partitions: config.defaultPartitions, autoCreate: config.autoCreateTopics });
+    this.#producerStates = new ProducerStateManager({ logger: log });
+    this.#topics = new TopicRegistry(meta, logs, { partitions: config.defaultPartitions, autoCreate: config.autoCreateTopics }, this.#producerStates);
     this.#push = new PushService(this.#topics, meta.subscriptions, log);
     const services: Services = {
       topics: this.#topics,
@@ -66,6 +71,8 @@ export class Broker implements RequestHost {
         heartbeatIntervalMs: config.groupHeartbeatIntervalMs,
       }),
       push: this.#push,
+      producerIds: new ProducerIds(meta.producers),
+      producerStates: this.#producerStates,
       // Room for the response's own framing next to the records.
       maxFetchBytes: config.maxFrameBytes - (64 << 10),
       stopping: this.#stopping.signal,
@@ -75,6 +82,7 @@ export class Broker implements RequestHost {
       Ping: handlePing,
       ...topicHandlers(services),
       ...produceHandlers(services),
+      ...producerHandlers(services),
       ...fetchHandlers(services),
       ...groupHandlers(services),
       ...pushHandlers(services),
@@ -195,6 +203,9 @@ export class Broker implements RequestHost {
     try {
       await this.#logs.close();
     } finally {
+      // After the logs: each partition's final producer-state snapshot covers its whole log
+      // (none for a log that did not close cleanly: the next open rescans it).
+      await this.#producerStates.close().catch((err: unknown) => this.log.error({ err }, 'closing producer state failed'));
       this.#meta.close();
       this.#unlock();
     }

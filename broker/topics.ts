@@ -9,6 +9,17 @@ export interface TopicDefaults {
   readonly autoCreate: boolean;
 }
 
+/**
+ * State that lives next to each partition log (the producer state: broker/txn/producer-states.ts).
+ * `opened` runs for every partition before its topic is served, so no request sees a partition
+ * whose state is still being rebuilt; a failure there fails the topic's opening like a log
+ * failure would. `deleting` runs before a topic's logs are closed and removed.
+ */
+export interface PartitionHooks {
+  opened(topic: string, partition: number, log: PartitionLog): Promise<void>;
+  deleting(topic: string, logs: readonly PartitionLog[]): Promise<void>;
+}
+
 interface OpenTopic {
   readonly record: TopicRecord;
   readonly logs: readonly PartitionLog[];
@@ -26,13 +37,15 @@ export class TopicRegistry {
   readonly #meta: MetaStore;
   readonly #logs: LogManager;
   readonly #defaults: TopicDefaults;
+  readonly #hooks: PartitionHooks | undefined;
   readonly #topics = new Map<string, OpenTopic>();
   readonly #opening = new Map<string, Promise<OpenTopic>>();
 
-  constructor(meta: MetaStore, logs: LogManager, defaults: TopicDefaults) {
+  constructor(meta: MetaStore, logs: LogManager, defaults: TopicDefaults, hooks?: PartitionHooks) {
     this.#meta = meta;
     this.#logs = logs;
     this.#defaults = defaults;
+    this.#hooks = hooks;
   }
 
   /**
@@ -76,7 +89,9 @@ export class TopicRegistry {
     const name = validateTopicName(topic);
     await this.#opening.get(name)?.catch(() => undefined);
     if (!this.#meta.deleteTopic(name)) throw notFound(name);
+    const open = this.#topics.get(name);
     this.#topics.delete(name);
+    if (open !== undefined) await this.#hooks?.deleting(name, open.logs);
     await this.#logs.deleteTopic(name);
   }
 
@@ -137,6 +152,8 @@ export class TopicRegistry {
         ...(record.config.segmentBytes === null ? {} : { segmentBytes: record.config.segmentBytes }),
       };
       const logs = await Promise.all(Array.from({ length: record.partitions }, (_, p) => this.#logs.openPartition(record.name, p, overrides)));
+      const hooks = this.#hooks;
+      if (hooks !== undefined) await Promise.all(logs.map((log, p) => hooks.opened(record.name, p, log)));
       const open = { record, logs };
       this.#topics.set(record.name, open);
       return open;

@@ -1,5 +1,5 @@
 import { SluiceError } from '../../client/protocol/errors.js';
-import { ATTR_CONTROL, ATTR_TRANSACTIONAL, BATCH_OVERHEAD, checkRecords, verifyBatch } from '../../client/protocol/record-batch.js';
+import { ATTR_CONTROL, ATTR_TRANSACTIONAL, BATCH_OVERHEAD, type BatchHeader, checkRecords, verifyBatch } from '../../client/protocol/record-batch.js';
 import { partitionError } from './errors.js';
 import type { HandlerTable } from './handler.js';
 import type { Services } from './services.js';
@@ -8,6 +8,13 @@ import type { Services } from './services.js';
  * Produce: each batch is checked whole (CRC, then every record's framing, so no consumer can be
  * handed a batch it cannot decode), appended, and answered once durable under the fsync mode.
  * Batches are independent: one partition's failure does not fail the others.
+ *
+ * A batch with a producer id (>= 0) is idempotent: its id and epoch must be current
+ * (UNKNOWN_PRODUCER, PRODUCER_FENCED), then the partition's producer state decides: append, or
+ * answer a retry with the original offsets and `duplicate: true`, or refuse a gap
+ * (OUT_OF_ORDER_SEQUENCE) or an old sequence (DUPLICATE_SEQUENCE). Everything up to the log's
+ * append runs synchronously, batch after batch, so appends are issued in request order and the
+ * producer state changes in log order.
  */
 export function produceHandlers(s: Services): Pick<HandlerTable, 'Produce'> {
   return {
@@ -18,9 +25,10 @@ export function produceHandlers(s: Services): Pick<HandlerTable, 'Produce'> {
         req.batches.map(async ({ topic, partition, batch }) => {
           try {
             const log = s.topics.partition(topic, partition);
-            checkProducerBatch(batch);
-            const { baseOffset, lastOffset } = await log.append(batch);
-            return { topic, partition, baseOffset, lastOffset };
+            const header = checkProducerBatch(batch);
+            if (header.producerId >= 0) s.producerIds.validate(header.producerId, header.producerEpoch);
+            const { baseOffset, lastOffset, duplicate } = await s.producerStates.forLog(log).append(batch, header);
+            return { topic, partition, baseOffset, lastOffset, ...(duplicate === true ? { duplicate } : {}) };
           } catch (err) {
             return { topic, partition, baseOffset: -1, lastOffset: -1, error: partitionError(err) };
           }
@@ -31,7 +39,7 @@ export function produceHandlers(s: Services): Pick<HandlerTable, 'Produce'> {
   };
 }
 
-function checkProducerBatch(batch: Buffer): void {
+function checkProducerBatch(batch: Buffer): BatchHeader {
   const header = verifyBatch(batch);
   const size = header.batchLength + BATCH_OVERHEAD;
   if (batch.length !== size) {
@@ -40,5 +48,11 @@ function checkProducerBatch(batch: Buffer): void {
   if ((header.attributes & (ATTR_CONTROL | ATTR_TRANSACTIONAL)) !== 0) {
     throw new SluiceError('INVALID_RECORD', 'control and transactional batches are written by the broker, not produced');
   }
+  const { producerId, producerEpoch, baseSequence } = header;
+  if (producerId < -1) throw new SluiceError('INVALID_RECORD', `producerId ${producerId}: -1 (none) or a producer id from InitProducer`);
+  if (producerId >= 0 && (producerEpoch < 0 || baseSequence < 0)) {
+    throw new SluiceError('INVALID_RECORD', `an idempotent batch needs producerEpoch >= 0 and baseSequence >= 0, got ${producerEpoch} and ${baseSequence}`);
+  }
   checkRecords(batch);
+  return header;
 }

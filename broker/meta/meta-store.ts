@@ -1,3 +1,4 @@
+import type { ProducerStore } from './producer-store.js';
 import type { SubscriptionStore } from './subscription-store.js';
 
 /**
@@ -45,6 +46,8 @@ export interface OffsetToCommit {
 export interface MetaStore {
   /** Push subscriptions and their per-partition delivery state. */
   readonly subscriptions: SubscriptionStore;
+  /** Producer ids and transactional ids (idempotent and transactional produce). */
+  readonly producers: ProducerStore;
   /** Throws TOPIC_ALREADY_EXISTS, INVALID_TOPIC or INVALID_CONFIG. */
   createTopic(topic: TopicRecord): void;
   getTopic(name: string): TopicRecord | undefined;

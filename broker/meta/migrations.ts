@@ -57,6 +57,32 @@ export const MIGRATIONS: readonly string[] = [
 
   CREATE INDEX subscriptions_by_topic ON subscriptions (topic);
   `,
+  // 3: producer ids. producer_ids holds the next id to hand out (one row): every id below it has
+  // been handed out, which is how a produce tells an unknown producer id from a known one.
+  // transactional_ids maps a transactional id to the producer id it keeps across restarts and
+  // its current epoch; state is the transaction coordinator's (Kafka's names: Empty, Ongoing,
+  // PrepareCommit, ...), left unchecked here so the coordinator can add states without a
+  // table rebuild. timeout_ms is the transaction timeout the producer asked for.
+  `
+  CREATE TABLE producer_ids (
+    id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 0),
+    next_id INTEGER NOT NULL CHECK (next_id >= 0)
+  ) STRICT;
+
+  INSERT INTO producer_ids (id, next_id) VALUES (0, 0);
+
+  CREATE TABLE transactional_ids (
+    transactional_id TEXT    NOT NULL PRIMARY KEY CHECK (length(transactional_id) BETWEEN 1 AND 249),
+    producer_id      INTEGER NOT NULL CHECK (producer_id >= 0),
+    producer_epoch   INTEGER NOT NULL CHECK (producer_epoch BETWEEN 0 AND 32767),
+    timeout_ms       INTEGER NOT NULL CHECK (timeout_ms > 0),
+    state            TEXT    NOT NULL,
+    updated_at       INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+
+  -- A producer id belongs to at most one transactional id; produce looks epochs up by it.
+  CREATE UNIQUE INDEX transactional_ids_by_producer ON transactional_ids (producer_id);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

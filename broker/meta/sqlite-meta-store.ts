@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { sqliteProducerStore, type ProducerStore } from './producer-store.js';
 import { sqliteSubscriptionStore, type SubscriptionStore } from './subscription-store.js';
 import { SluiceError } from '../../client/protocol/errors.js';
 import type { CommittedOffset, MetaStore, OffsetToCommit, TopicRecord } from './meta-store.js';
@@ -85,10 +86,12 @@ class SqliteStore implements SqliteMetaStore {
   readonly #commitTx: (groupId: string, offsets: readonly OffsetToCommit[], now: number) => void;
 
   readonly subscriptions: SubscriptionStore;
+  readonly producers: ProducerStore;
 
   constructor(db: Database.Database) {
     this.#db = db;
     this.subscriptions = sqliteSubscriptionStore(db);
+    this.producers = sqliteProducerStore(db);
     this.#insertTopic = db.prepare(
       `INSERT INTO topics (name, partitions, retention_ms, retention_bytes, segment_bytes, created_at)
        VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`,

@@ -1,0 +1,15 @@
+import type { HandlerTable } from './handler.js';
+import type { Services } from './services.js';
+
+/**
+ * InitProducer: a producer id and epoch for idempotent (and, with a transactional id,
+ * transactional) produce. Synchronous: the id or epoch bump is committed to SQLite
+ * (synchronous=FULL) before the reply is built, so no two producers ever get the same pair.
+ */
+export function producerHandlers(s: Services): Pick<HandlerTable, 'InitProducer'> {
+  return {
+    InitProducer(req) {
+      return s.producerIds.init(req);
+    },
+  };
+}
