@@ -114,11 +114,14 @@ export class PartitionCounts {
     this.#options = options;
   }
 
-  /** The count if cached (fresh or stale), else a lookup; rejects with the broker's error. */
-  get(topic: string): number | Promise<number> {
+  /**
+   * The count if cached (fresh or stale), else a lookup; rejects with the broker's error. `now`
+   * (ms since the epoch) lets a caller that already read the clock spare another read.
+   */
+  get(topic: string, now?: number): number | Promise<number> {
     const known = this.#counts.get(topic);
     if (known === undefined) return this.#lookup(topic);
-    if (Date.now() - known.fetchedAt >= this.#options.maxAgeMs) this.#lookup(topic).catch(() => undefined);
+    if ((now ?? Date.now()) - known.fetchedAt >= this.#options.maxAgeMs) this.#lookup(topic).catch(() => undefined);
     return known.partitions;
   }
 

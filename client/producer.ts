@@ -1,12 +1,13 @@
 import type { Connection, RequestOptions } from './connection.js';
+import { BatchBuilder, NO_HEADERS, RECORD_FIXED_OVERHEAD, recordFixedSize, sendClock, type FlatHeaders, type RecordValue } from './internal/accumulator.js';
 import { deferred, type Deferred } from './internal/deferred.js';
 import { PartitionCounts, StickyPartitioner, partitionForKey, retryDelay } from './partitioner.js';
 import { SluiceError, isSluiceError } from './protocol/errors.js';
 import { MAX_TOPIC_LENGTH } from './protocol/messages/common.js';
 import { fromErrorBody } from './protocol/messages/error.js';
-import type { ProduceResult } from './protocol/messages/produce.js';
-import { BATCH_HEADER_SIZE, encodeRecordBatch, type RecordInput } from './protocol/record-batch.js';
-import { toRecordInput, type MessageHeaders } from './value-codec.js';
+import type { ProduceBatch, ProduceResult } from './protocol/messages/produce.js';
+import { BATCH_HEADER_SIZE } from './protocol/record-batch.js';
+import { CONTENT_TYPE, TEXT, encodeValue, type MessageHeaders } from './value-codec.js';
 
 export interface ProducerOptions {
   /** How long a batch waits for more records before it is sent. 0: the next turn of the event loop. Default 5 ms. */
@@ -84,45 +85,99 @@ function intOption(o: Record<string, unknown>, key: string, min: number, max: nu
   return v;
 }
 
+/** A send waiting in the intake queue (for a partition count, buffer room, or earlier sends that wait). */
 interface PendingSend {
   readonly topic: string;
   readonly partition: number | undefined;
   readonly key: Buffer | null;
-  readonly record: RecordInput;
+  readonly value: RecordValue;
+  readonly headers: FlatHeaders;
   readonly timestamp: number;
-  /** An upper bound of the record's encoded size, for batch sealing and the buffer cap. */
-  readonly size: number;
-  readonly result: Deferred<RecordMetadata>;
-  /** Waiting for metadata or buffer room (abortable), then in a batch, then settled. */
+  /** recordFixedSize of key, value and headers. */
+  readonly fixed: number;
+  readonly resolve: Resolve;
+  readonly reject: (reason: unknown) => void;
+  /** Waiting (abortable), then in `batch`, or settled without ever being batched. */
   state: 'queued' | 'batched' | 'settled';
+  batch: Batch | undefined;
   detach: (() => void) | undefined;
 }
 
+/**
+ * A batch of one partition. It is OPEN (records append to it) until it is full or taken for a
+ * request; then `encoded` holds its bytes, which retries resend unchanged.
+ */
 interface Batch {
   readonly queue: PartitionQueue;
-  readonly sends: PendingSend[];
+  readonly builder: BatchBuilder;
+  /** Each record's timestamp, for its RecordMetadata. */
+  readonly timestamps: number[];
+  /** Each record's resolve (a failure resolves them with a thenable that rejects). */
+  readonly settlers: Resolve[];
+  /** Record bytes, as counted against maxBufferedBytes. */
   bytes: number;
+  /** When an open batch is due to be sent (0: at once); flush() sets it to 0. */
   deadline: number;
   encoded: Buffer | undefined;
   attempts: number;
+  done: boolean;
 }
 
-/** One topic-partition: the batch being filled, sealed batches in order, and whether one is on the wire. */
+/**
+ * One topic-partition: the open batch, full or retried batches waiting in order ahead of it, and
+ * the batch on the wire (at most one, so a partition's batches are written in order).
+ */
 interface PartitionQueue {
   readonly topic: string;
   readonly partition: number;
   open: Batch | undefined;
   readonly sealed: Batch[];
-  busy: boolean;
+  inFlight: Batch | undefined;
   retryAt: number;
+  /** About the size of recent batches: the next open batch starts with room for that much. */
+  sizeHint: number;
+}
+
+interface TopicQueues {
+  readonly topic: string;
+  readonly partitions: Map<number, PartitionQueue>;
+  last: PartitionQueue | undefined;
+}
+
+/** Parts of a message once checked and encoded (#prepare fills these, send() reads them at once). */
+interface Prepared {
+  topic: string;
+  partition: number | undefined;
+  key: Buffer | null;
+  value: RecordValue;
+  headers: FlatHeaders;
+  timestamp: number;
+  fixed: number;
+}
+
+// new Promise() with one shared executor: no closure per send.
+type Resolve = (value: RecordMetadata | PromiseLike<RecordMetadata>) => void;
+let capturedResolve: Resolve | undefined;
+let capturedReject: ((reason: unknown) => void) | undefined;
+function capture(resolve: Resolve, reject: (reason: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
 }
 
 /**
  * Batches messages per topic-partition and sends them in Produce requests.
  *
- * Pipeline: `send()` -> intake queue (FIFO: waits for partition counts and buffer room, so calls
- * keep their order) -> per-partition open batch (sealed when full or after lingerMs) -> sealed
- * queue -> Produce requests (several partitions each, at most maxInFlight at once).
+ * Pipeline: `send()` -> the partition's open batch, written record by record (or first the
+ * intake queue, FIFO, while a partition count or buffer room is awaited or earlier sends wait
+ * there, so calls keep their order) -> Produce requests (several partitions each, at most
+ * maxInFlight at once).
+ *
+ * A batch stays open, taking records, until it is full or a request takes it. A partition's open
+ * batch is due lingerMs after its first record; it goes out when due and the partition has no
+ * request in flight. While one is in flight, records keep landing in the open batch, which goes
+ * out the moment the reply arrives (Kafka's accumulator): latency stays near one round trip
+ * under light load, and batches grow with the load instead of queueing up one small batch per
+ * round trip. Full batches queue behind one another, bounded by maxBufferedBytes.
  *
  * Ordering rule: a partition never has more than one request in flight. A failed batch that is
  * retried goes back to the head of its partition's queue, so retries cannot reorder a
@@ -132,6 +187,9 @@ interface PartitionQueue {
  * Delivery is at-least-once: without idempotence (producer ids and sequence numbers, a later
  * issue) a batch that was written but whose reply was lost, e.g. to a broker crash, is written
  * again when it is retried. Consumers see a duplicate, never a gap.
+ *
+ * Timestamps: a message without one gets the time of its send() call as read once per
+ * synchronous run of the caller (see sendClock); the RecordMetadata reports the stored value.
  */
 export class Producer {
   readonly #connection: Connection;
@@ -139,11 +197,11 @@ export class Producer {
   readonly #requestOptions: RequestOptions;
   readonly #sticky = new StickyPartitioner();
   readonly #partitionCounts: PartitionCounts;
-  readonly #queues = new Map<string, PartitionQueue>();
-  readonly #unsettled = new Set<PendingSend>();
-  /** Queues whose open batch is lingering. */
+  readonly #topics = new Map<string, TopicQueues>();
+  #lastTopic: TopicQueues | undefined;
+  /** Queues whose open batch is not due yet. */
   readonly #lingering = new Set<PartitionQueue>();
-  /** Queues with a sealed batch and no request in flight. */
+  /** Queues with no request in flight and a batch to send (a waiting one or a due open one). */
   readonly #ready = new Set<PartitionQueue>();
   #intake: PendingSend[] = [];
   #intakeHead = 0;
@@ -158,6 +216,11 @@ export class Producer {
   #lingerAt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   #dispatchScheduled = false;
+  readonly #runDispatch = (): void => {
+    this.#dispatchScheduled = false;
+    this.#dispatch();
+  };
+  readonly #prepared: Prepared = { topic: '', partition: undefined, key: null, value: null, headers: NO_HEADERS, timestamp: 0, fixed: 0 };
 
   constructor(connection: Connection, options: ProducerOptions = {}) {
     this.#connection = connection;
@@ -175,27 +238,56 @@ export class Producer {
    * signal cancels a send still waiting for metadata or buffer room: it is then never written.
    * Once the message is in a batch the signal is ignored and the promise reports the outcome.
    */
-  send(message: ProducerMessage, options: { signal?: AbortSignal } = {}): Promise<RecordMetadata> {
-    let send: PendingSend;
+  send(message: ProducerMessage, options?: { signal?: AbortSignal }): Promise<RecordMetadata> {
+    const p = this.#prepared;
     try {
       if (this.#closed) throw new SluiceError('CLIENT_CLOSED', 'producer is closed');
-      send = this.#prepare(message);
+      this.#prepare(message, p);
     } catch (err) {
       return Promise.reject(err);
     }
-    const { signal } = options;
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const promise = new Promise<RecordMetadata>(capture);
+    const resolve = capturedResolve!;
+    const reject = capturedReject!;
+    // Fast path: nothing waits ahead of this send, the partition is known and there is room.
+    if (this.#intakeHead === this.#intake.length && (this.#buffered === 0 || this.#buffered + p.fixed + RECORD_FIXED_OVERHEAD <= this.#config.maxBufferedBytes)) {
+      const topic = this.#topicQueues(p.topic);
+      let count: number | undefined;
+      if (p.partition === undefined) {
+        const known = this.#partitionCounts.get(p.topic, sendClock());
+        if (typeof known === 'number') count = known;
+      }
+      if (p.partition !== undefined || count !== undefined) {
+        this.#append(topic, count, p.partition, p.key, p.value, p.headers, p.timestamp, p.fixed, resolve);
+        return promise;
+      }
+    }
+    const send: PendingSend = {
+      topic: p.topic,
+      partition: p.partition,
+      key: p.key,
+      value: p.value,
+      headers: p.headers,
+      timestamp: p.timestamp,
+      fixed: p.fixed,
+      resolve,
+      reject,
+      state: 'queued',
+      batch: undefined,
+      detach: undefined,
+    };
     if (signal !== undefined) {
-      if (signal.aborted) return Promise.reject(abortError(signal));
       const onAbort = (): void => {
-        if (send.state === 'queued') this.#settle(send, abortError(signal));
+        if (send.state === 'queued') this.#settleQueued(send, abortError(signal));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       send.detach = () => signal.removeEventListener('abort', onAbort);
     }
-    this.#unsettled.add(send);
     this.#intake.push(send);
     void this.#pump();
-    return send.result.promise;
+    return promise;
   }
 
   /** Sends all, in order; rejects with the first failure (the others may still be written). */
@@ -205,14 +297,32 @@ export class Producer {
 
   /** Sends everything batched now, without lingering, and waits until every earlier send settled. */
   async flush(): Promise<void> {
-    const snapshot = [...this.#unsettled];
-    if (snapshot.length === 0) return;
+    const sends = this.#intake.slice(this.#intakeHead);
+    const batches: Batch[] = [];
+    for (const topic of this.#topics.values()) {
+      for (const queue of topic.partitions.values()) {
+        if (queue.inFlight !== undefined) batches.push(queue.inFlight);
+        batches.push(...queue.sealed);
+        if (queue.open !== undefined) batches.push(queue.open);
+      }
+    }
+    if (sends.length === 0 && batches.length === 0) return;
     this.#flushes++;
     try {
-      for (const queue of this.#lingering) this.#seal(queue);
+      for (const queue of this.#lingering) {
+        if (queue.open === undefined) continue;
+        queue.open.deadline = 0;
+        if (queue.inFlight === undefined) this.#ready.add(queue);
+      }
+      this.#lingering.clear();
       this.#dispatch();
-      for (let i = 0; i < snapshot.length; ) {
-        if (snapshot[i]!.state === 'settled') i++;
+      const settled = (send: PendingSend): boolean => send.state === 'settled' || send.batch?.done === true;
+      for (let i = 0; i < sends.length; ) {
+        if (settled(sends[i]!)) i++;
+        else await this.#waitProgress();
+      }
+      for (let i = 0; i < batches.length; ) {
+        if (batches[i]!.done) i++;
         else await this.#waitProgress();
       }
     } finally {
@@ -229,7 +339,8 @@ export class Producer {
     clearTimeout(this.#retryTimer);
   }
 
-  #prepare(m: ProducerMessage): PendingSend {
+  /** Checks a message and encodes its parts into `out`; throws what send() rejects with. */
+  #prepare(m: ProducerMessage, out: Prepared): void {
     if (typeof m !== 'object' || m === null) throw new SluiceError('INVALID_RECORD', 'a message must be an object');
     const { topic, partition, key, headers } = m;
     if (typeof topic !== 'string' || topic.length === 0 || topic.length > MAX_TOPIC_LENGTH) {
@@ -238,28 +349,65 @@ export class Producer {
     if (partition !== undefined && (!Number.isInteger(partition) || partition < 0 || partition > 0x7fffffff)) {
       throw new SluiceError('PARTITION_NOT_FOUND', `partition must be a non-negative integer, got ${String(partition)}`, { details: { topic, partition } });
     }
-    if (key !== undefined && key !== null && typeof key !== 'string' && !(key instanceof Uint8Array)) throw new SluiceError('INVALID_RECORD', 'key must be a string, a Buffer or null');
-    if (headers !== undefined && (typeof headers !== 'object' || headers === null)) throw new SluiceError('INVALID_RECORD', 'headers must be an object');
-    for (const [k, v] of Object.entries(headers ?? {})) {
-      if (typeof v !== 'string' && !(v instanceof Uint8Array)) throw new SluiceError('INVALID_RECORD', `header ${JSON.stringify(k)} must be a string or a Buffer`);
+    let keyBytes: Buffer | null;
+    if (key === undefined || key === null) keyBytes = null;
+    else if (Buffer.isBuffer(key)) keyBytes = key;
+    else if (typeof key === 'string') keyBytes = Buffer.from(key, 'utf8');
+    else if ((key as unknown) instanceof Uint8Array) keyBytes = Buffer.from(key as Uint8Array);
+    else throw new SluiceError('INVALID_RECORD', 'key must be a string, a Buffer or null');
+    let timestamp = m.timestamp;
+    if (timestamp === undefined) timestamp = sendClock();
+    else if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw new SluiceError('INVALID_RECORD', `timestamp must be a non-negative integer (ms), got ${String(timestamp)}`);
+
+    let value: RecordValue;
+    let contentType: string | undefined;
+    const v = m.value;
+    if (Buffer.isBuffer(v)) value = v;
+    else if (v === null || v === undefined) value = null;
+    else if (typeof v === 'string') {
+      value = v;
+      contentType = TEXT;
+    } else {
+      try {
+        const encoded = encodeValue(v);
+        value = encoded.value;
+        contentType = encoded.contentType;
+      } catch (err) {
+        throw new SluiceError('INVALID_RECORD', `value could not be encoded: ${(err as Error).message}`, { cause: err });
+      }
     }
-    const timestamp = m.timestamp ?? Date.now();
-    if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw new SluiceError('INVALID_RECORD', `timestamp must be a non-negative integer (ms), got ${String(timestamp)}`);
-    let record: RecordInput;
-    try {
-      record = toRecordInput(key instanceof Uint8Array && !Buffer.isBuffer(key) ? Buffer.from(key) : key, m.value, headers, timestamp);
-    } catch (err) {
-      throw new SluiceError('INVALID_RECORD', `value could not be encoded: ${(err as Error).message}`, { cause: err });
+
+    let flat: FlatHeaders = NO_HEADERS;
+    if (headers !== undefined) {
+      if (typeof headers !== 'object' || headers === null) throw new SluiceError('INVALID_RECORD', 'headers must be an object');
+      const keys = Object.keys(headers);
+      if (keys.length > 0) {
+        const list: (string | Buffer)[] = [];
+        for (const k of keys) {
+          const hv = headers[k];
+          if (typeof hv !== 'string' && !(hv instanceof Uint8Array)) throw new SluiceError('INVALID_RECORD', `header ${JSON.stringify(k)} must be a string or a Buffer`);
+          list.push(k, hv); // a plain Uint8Array is written as it is, like a Buffer
+        }
+        flat = list;
+      }
     }
-    const keyBytes = record.key ?? null;
-    // An upper bound, so a sealed batch never exceeds maxBatchBytes: per record six varints at
-    // 5 bytes, a varlong at 10 and the attributes byte; per header two varints.
-    let size = 36 + (keyBytes?.length ?? 0) + (record.value?.length ?? 0);
-    for (const h of record.headers ?? []) size += 10 + Buffer.byteLength(h.key) + h.value.length;
-    if (size + BATCH_HEADER_SIZE > this.#maxBatchBytes()) {
+    if (contentType !== undefined && (headers === undefined || !(CONTENT_TYPE in headers))) {
+      flat = flat === NO_HEADERS ? [CONTENT_TYPE, contentType] : [...flat, CONTENT_TYPE, contentType];
+    }
+
+    const fixed = recordFixedSize(keyBytes, value, flat);
+    // An upper bound of the record's size, so a batch never exceeds maxBatchBytes.
+    if (fixed + RECORD_FIXED_OVERHEAD + BATCH_HEADER_SIZE > this.#maxBatchBytes()) {
+      const size = fixed + RECORD_FIXED_OVERHEAD;
       throw new SluiceError('RECORD_TOO_LARGE', `message of about ${size} bytes does not fit a batch of maxBatchBytes ${this.#maxBatchBytes()}`, { details: { size } });
     }
-    return { topic, partition, key: keyBytes, record, timestamp, size, result: deferred(), state: 'queued', detach: undefined };
+    out.topic = topic;
+    out.partition = partition;
+    out.key = keyBytes;
+    out.value = value;
+    out.headers = flat;
+    out.timestamp = timestamp;
+    out.fixed = fixed;
   }
 
   /** Moves sends from the intake queue into batches, in call order. One pump runs at a time. */
@@ -275,7 +423,7 @@ export class Producer {
         }
         let count: number | undefined;
         if (send.partition === undefined) {
-          const known = this.#partitionCounts.get(send.topic);
+          const known = this.#partitionCounts.get(send.topic, sendClock());
           if (typeof known !== 'number') {
             // Re-check from the top afterwards: the send may have been aborted meanwhile.
             await known.catch((err: unknown) => this.#rejectTopic(send.topic, err));
@@ -283,16 +431,15 @@ export class Producer {
           }
           count = known;
         }
-        if (this.#buffered > 0 && this.#buffered + send.size > this.#config.maxBufferedBytes) {
+        if (this.#buffered > 0 && this.#buffered + send.fixed + RECORD_FIXED_OVERHEAD > this.#config.maxBufferedBytes) {
           await this.#waitProgress();
           continue;
         }
         this.#shiftIntake();
-        try {
-          this.#append(send, count);
-        } catch (err) {
-          this.#settle(send, err);
-        }
+        send.detach?.();
+        send.detach = undefined;
+        send.state = 'batched';
+        send.batch = this.#append(this.#topicQueues(send.topic), count, send.partition, send.key, send.value, send.headers, send.timestamp, send.fixed, send.resolve);
       }
     } finally {
       this.#pumping = false;
@@ -303,73 +450,131 @@ export class Producer {
   #rejectTopic(topic: string, err: unknown): void {
     for (let i = this.#intakeHead; i < this.#intake.length; i++) {
       const send = this.#intake[i]!;
-      if (send.topic === topic && send.partition === undefined) this.#settle(send, err);
+      if (send.topic === topic && send.partition === undefined) this.#settleQueued(send, err);
     }
   }
 
   #shiftIntake(): void {
     this.#intakeHead++;
-    if (this.#intakeHead > 1_024 && this.#intakeHead * 2 > this.#intake.length) {
+    if (this.#intakeHead === this.#intake.length) {
+      this.#intake.length = 0;
+      this.#intakeHead = 0;
+    } else if (this.#intakeHead > 1_024 && this.#intakeHead * 2 > this.#intake.length) {
       this.#intake = this.#intake.slice(this.#intakeHead);
       this.#intakeHead = 0;
     }
   }
 
-  #append(send: PendingSend, count: number | undefined): void {
+  /** Settles a send that never reached a batch. */
+  #settleQueued(send: PendingSend, error: unknown): void {
+    if (send.state !== 'queued') return;
+    send.state = 'settled';
     send.detach?.();
-    send.state = 'batched';
-    const limit = this.#maxBatchBytes();
-    let queue = this.#queueFor(send.topic, this.#choosePartition(send, count));
-    if (queue.open !== undefined && queue.open.bytes + send.size > limit) {
-      this.#seal(queue);
-      this.#scheduleDispatch();
-      // Sealing moved the sticky partition on: a keyless message follows it.
-      if (send.partition === undefined && send.key === null) queue = this.#queueFor(send.topic, this.#choosePartition(send, count));
-    }
+    send.detach = undefined;
+    send.reject(error);
+    this.#notifyProgress();
+  }
+
+  /** Writes a record into its partition's open batch (opening one, or sealing a full one first). */
+  #append(
+    topic: TopicQueues,
+    count: number | undefined,
+    explicit: number | undefined,
+    key: Buffer | null,
+    value: RecordValue,
+    headers: FlatHeaders,
+    timestamp: number,
+    fixed: number,
+    resolve: Resolve,
+  ): Batch {
+    let queue = this.#queueFor(topic, this.#choosePartition(topic.topic, explicit, key, count));
     let batch = queue.open;
-    if (batch === undefined) {
-      const deadline = Date.now() + (this.#flushes > 0 ? 0 : this.#config.lingerMs);
-      batch = { queue, sends: [], bytes: BATCH_HEADER_SIZE, deadline, encoded: undefined, attempts: 0 };
-      queue.open = batch;
-      this.#lingering.add(queue);
-      this.#armLinger(deadline);
+    if (batch !== undefined) {
+      const limit = this.#maxBatchBytes();
+      if (batch.builder.size + batch.builder.recordSize(fixed, timestamp) > limit) {
+        this.#sealFull(queue);
+        // Sealing moved the sticky partition on: a keyless message follows it.
+        if (explicit === undefined && key === null && count !== undefined) queue = this.#queueFor(topic, this.#choosePartition(topic.topic, explicit, key, count));
+        batch = queue.open;
+      }
     }
-    batch.sends.push(send);
-    batch.bytes += send.size;
-    this.#buffered += send.size;
+    if (batch === undefined) batch = this.#openBatch(queue);
+    const size = batch.builder.append(key, value, headers, timestamp, fixed);
+    batch.timestamps.push(timestamp);
+    batch.settlers.push(resolve);
+    batch.bytes += size;
+    this.#buffered += size;
+    return batch;
   }
 
-  #choosePartition(send: PendingSend, count: number | undefined): number {
-    if (send.partition !== undefined || count === undefined) return send.partition ?? 0;
-    return send.key === null ? this.#sticky.partition(send.topic, count) : partitionForKey(send.key, count);
+  #choosePartition(topic: string, explicit: number | undefined, key: Buffer | null, count: number | undefined): number {
+    if (explicit !== undefined || count === undefined) return explicit ?? 0;
+    return key === null ? this.#sticky.partition(topic, count) : partitionForKey(key, count);
   }
 
-  #queueFor(topic: string, partition: number): PartitionQueue {
-    const id = `${partition}:${topic}`;
-    let queue = this.#queues.get(id);
+  #topicQueues(topic: string): TopicQueues {
+    const last = this.#lastTopic;
+    if (last !== undefined && last.topic === topic) return last;
+    let queues = this.#topics.get(topic);
+    if (queues === undefined) {
+      queues = { topic, partitions: new Map(), last: undefined };
+      this.#topics.set(topic, queues);
+    }
+    this.#lastTopic = queues;
+    return queues;
+  }
+
+  #queueFor(topic: TopicQueues, partition: number): PartitionQueue {
+    const last = topic.last;
+    if (last !== undefined && last.partition === partition) return last;
+    let queue = topic.partitions.get(partition);
     if (queue === undefined) {
-      queue = { topic, partition, open: undefined, sealed: [], busy: false, retryAt: 0 };
-      this.#queues.set(id, queue);
+      queue = { topic: topic.topic, partition, open: undefined, sealed: [], inFlight: undefined, retryAt: 0, sizeHint: 0 };
+      topic.partitions.set(partition, queue);
     }
+    topic.last = queue;
     return queue;
   }
 
-  /** Closes the open batch of `queue` and encodes it once; retries resend the same bytes. */
-  #seal(queue: PartitionQueue): void {
-    const batch = queue.open;
-    if (batch === undefined) return;
+  #openBatch(queue: PartitionQueue): Batch {
+    const { lingerMs } = this.#config;
+    const due = lingerMs === 0 || this.#flushes > 0;
+    const limit = this.#maxBatchBytes();
+    // Room for about as much as the last batch held; the builder doubles when that is short.
+    const capacity = Math.min(limit, Math.max(4 * KIB, queue.sizeHint + (queue.sizeHint >> 2)));
+    const batch: Batch = { queue, builder: new BatchBuilder(capacity), timestamps: [], settlers: [], bytes: 0, deadline: due ? 0 : Date.now() + lingerMs, encoded: undefined, attempts: 0, done: false };
+    queue.open = batch;
+    if (!due) {
+      this.#lingering.add(queue);
+      this.#armLinger(batch.deadline);
+    } else if (queue.inFlight === undefined && queue.retryAt === 0) {
+      this.#ready.add(queue);
+      this.#scheduleDispatch();
+    }
+    // Otherwise the reply to the request in flight (or the retry) sends it.
+    return batch;
+  }
+
+  /** Closes the open batch of `queue` and encodes it; retries resend the same bytes. */
+  #seal(queue: PartitionQueue): Batch {
+    const batch = queue.open!;
     queue.open = undefined;
     this.#lingering.delete(queue);
     const count = this.#partitionCounts.known(queue.topic);
     if (count !== undefined) this.#sticky.batchSealed(queue.topic, queue.partition, count);
-    try {
-      batch.encoded = encodeRecordBatch(batch.sends.map((s) => s.record));
-    } catch (err) {
-      this.#finish(batch, err);
-      return;
+    batch.encoded = batch.builder.build();
+    // Follows growth at once and shrinks gently, so one small batch between full ones costs little.
+    queue.sizeHint = Math.max(batch.encoded.length, queue.sizeHint >> 1);
+    return batch;
+  }
+
+  /** The open batch is full: it waits behind whatever the partition has waiting. */
+  #sealFull(queue: PartitionQueue): void {
+    queue.sealed.push(this.#seal(queue));
+    if (queue.inFlight === undefined) {
+      this.#ready.add(queue);
+      this.#scheduleDispatch();
     }
-    queue.sealed.push(batch);
-    if (!queue.busy) this.#ready.add(queue);
   }
 
   /** One timer for all lingering batches, set for the earliest deadline (a flush brings it forward). */
@@ -393,9 +598,14 @@ export class Producer {
     const due = Date.now() + 1;
     let next = Infinity;
     for (const queue of this.#lingering) {
-      const deadline = queue.open?.deadline ?? 0;
-      if (this.#flushes > 0 || deadline <= due) this.#seal(queue);
-      else next = Math.min(next, deadline);
+      const open = queue.open;
+      if (open === undefined) this.#lingering.delete(queue);
+      else if (this.#flushes > 0 || open.deadline <= due) {
+        open.deadline = 0;
+        this.#lingering.delete(queue);
+        // Busy: the reply to the request in flight sends it.
+        if (queue.inFlight === undefined) this.#ready.add(queue);
+      } else next = Math.min(next, open.deadline);
     }
     this.#dispatch();
     if (next !== Infinity) this.#armLinger(next);
@@ -404,43 +614,51 @@ export class Producer {
   #scheduleDispatch(): void {
     if (this.#dispatchScheduled) return;
     this.#dispatchScheduled = true;
-    // Coalesces batches sealed in the same turn into one request.
-    setImmediate(() => {
-      this.#dispatchScheduled = false;
-      this.#dispatch();
-    });
+    // Coalesces batches that become ready in the same turn into one request.
+    setImmediate(this.#runDispatch);
   }
 
   /** Starts requests while fewer than maxInFlight are out, one batch per ready partition each. */
   #dispatch(): void {
+    if (this.#ready.size === 0) return;
     const maxRequestBytes = (this.#connection.server?.limits.maxFrameBytes ?? 8 * 1024 * KIB) - REQUEST_OVERHEAD;
+    let now = 0;
     while (this.#inFlight < this.#config.maxInFlight && this.#ready.size > 0) {
-      const now = Date.now();
-      const picked: Batch[] = [];
+      const picked: PartitionQueue[] = [];
       let bytes = 0;
       let nextRetry = Infinity;
       for (const queue of this.#ready) {
-        if (queue.retryAt > now) {
-          nextRetry = Math.min(nextRetry, queue.retryAt);
+        if (queue.retryAt !== 0) {
+          if (now === 0) now = Date.now();
+          if (queue.retryAt > now) {
+            nextRetry = Math.min(nextRetry, queue.retryAt);
+            continue;
+          }
+        }
+        const head = queue.sealed[0];
+        const size = head !== undefined ? head.encoded!.length : queue.open !== undefined && queue.open.deadline === 0 ? queue.open.builder.size : -1;
+        if (size < 0) {
+          // Nothing to send after all (e.g. its open batch was taken and it has not filled again).
+          this.#ready.delete(queue);
           continue;
         }
-        const batch = queue.sealed[0]!;
-        const size = batch.encoded!.length + ENTRY_OVERHEAD;
-        if (picked.length > 0 && (bytes + size > maxRequestBytes || picked.length >= MAX_ENTRIES)) break;
-        picked.push(batch);
-        bytes += size;
+        if (picked.length > 0 && (bytes + size + ENTRY_OVERHEAD > maxRequestBytes || picked.length >= MAX_ENTRIES)) break;
+        picked.push(queue);
+        bytes += size + ENTRY_OVERHEAD;
       }
       if (picked.length === 0) {
-        this.#armRetry(nextRetry - now);
+        if (nextRetry !== Infinity) this.#armRetry(nextRetry - now);
         return;
       }
-      for (const batch of picked) {
-        this.#ready.delete(batch.queue);
-        batch.queue.sealed.shift();
-        batch.queue.busy = true;
+      const batches: Batch[] = [];
+      for (const queue of picked) {
+        this.#ready.delete(queue);
+        const batch = queue.sealed.length > 0 ? queue.sealed.shift()! : this.#seal(queue);
+        queue.inFlight = batch;
+        batches.push(batch);
       }
       this.#inFlight++;
-      void this.#produce(picked);
+      void this.#produce(batches);
     }
   }
 
@@ -453,21 +671,28 @@ export class Producer {
     let results: readonly ProduceResult[] | undefined;
     let failure: unknown;
     try {
-      const body = { batches: batches.map((b) => ({ topic: b.queue.topic, partition: b.queue.partition, batch: b.encoded! })) };
-      results = (await this.#connection.request('Produce', body, this.#requestOptions)).results;
+      const entries = new Array<ProduceBatch>(batches.length);
+      for (let i = 0; i < batches.length; i++) {
+        const b = batches[i]!;
+        entries[i] = { topic: b.queue.topic, partition: b.queue.partition, batch: b.encoded! };
+      }
+      results = (await this.#connection.request('Produce', { batches: entries }, this.#requestOptions)).results;
     } catch (err) {
       failure = err;
     }
-    batches.forEach((batch, i) => {
+    for (let i = 0; i < batches.length; i++) {
+      const batch = batches[i]!;
+      const queue = batch.queue;
       const r = results?.[i];
-      batch.queue.busy = false;
+      queue.inFlight = undefined;
       if (results === undefined) this.#failed(batch, failure);
-      else if (r === undefined || r.topic !== batch.queue.topic || r.partition !== batch.queue.partition) {
-        this.#failed(batch, new SluiceError('UNKNOWN', `Produce result ${i} does not answer ${batch.queue.topic}/${batch.queue.partition}`));
+      else if (r === undefined || r.topic !== queue.topic || r.partition !== queue.partition) {
+        this.#failed(batch, new SluiceError('UNKNOWN', `Produce result ${i} does not answer ${queue.topic}/${queue.partition}`));
       } else if (r.error !== undefined) this.#failed(batch, fromErrorBody(r.error));
       else this.#finish(batch, undefined, r.baseOffset);
-      if (batch.queue.sealed.length > 0) this.#ready.add(batch.queue);
-    });
+      // The open batch filled while this request was out goes now if it is due.
+      if (queue.sealed.length > 0 || (queue.open !== undefined && queue.open.deadline === 0)) this.#ready.add(queue);
+    }
     this.#inFlight--;
     this.#dispatch();
   }
@@ -487,21 +712,21 @@ export class Producer {
 
   /** Settles every send of a batch: offsets on success, `error` otherwise; frees its bytes. */
   #finish(batch: Batch, error: unknown, baseOffset = -1): void {
-    batch.queue.retryAt = 0;
-    batch.sends.forEach((send, i) => {
-      this.#buffered -= send.size;
-      if (error !== undefined) this.#settle(send, error);
-      else this.#settle(send, undefined, { topic: batch.queue.topic, partition: batch.queue.partition, offset: baseOffset + i, timestamp: send.timestamp });
-    });
-  }
-
-  #settle(send: PendingSend, error: unknown, metadata?: RecordMetadata): void {
-    if (send.state === 'settled') return;
-    send.state = 'settled';
-    send.detach?.();
-    this.#unsettled.delete(send);
-    if (metadata !== undefined) send.result.resolve(metadata);
-    else send.result.reject(error);
+    const queue = batch.queue;
+    queue.retryAt = 0;
+    batch.done = true;
+    this.#buffered -= batch.bytes;
+    const { settlers, timestamps } = batch;
+    const n = timestamps.length;
+    if (error === undefined) {
+      const { topic, partition } = queue;
+      for (let i = 0; i < n; i++) settlers[i]!({ topic, partition, offset: baseOffset + i, timestamp: timestamps[i]! });
+    } else {
+      // Keeping only each send's resolve halves what a pending send holds; resolving with a
+      // thenable that rejects rejects the send with `error` (one microtask later).
+      const rejected = rejection(error);
+      for (let i = 0; i < n; i++) settlers[i]!(rejected);
+    }
     this.#notifyProgress();
   }
 
@@ -523,6 +748,17 @@ export class Producer {
     this.#progress = undefined;
     progress?.resolve();
   }
+}
+
+/** A thenable that rejects with `error`: resolving a promise with it rejects that promise. */
+function rejection(error: unknown): PromiseLike<never> {
+  const thenable = {
+    then(_onFulfilled: unknown, onRejected?: ((reason: unknown) => unknown) | null): PromiseLike<never> {
+      onRejected?.(error);
+      return thenable;
+    },
+  };
+  return thenable as PromiseLike<never>;
 }
 
 function abortError(signal: AbortSignal): SluiceError {

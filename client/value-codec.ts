@@ -48,17 +48,40 @@ export function encodeKey(key: Buffer | string | null | undefined): Buffer | nul
   return typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
 }
 
-/** Builds the record the batch encoder takes from a user's message. */
+const NO_RECORD_HEADERS: readonly RecordHeader[] = Object.freeze([]) as readonly RecordHeader[];
+
+/**
+ * Builds the record the batch encoder takes from a user's message. Raw values without headers
+ * share one frozen empty header list. (The producer writes records itself, see
+ * internal/accumulator.ts; this is for code that builds batches with encodeRecordBatch.)
+ */
 export function toRecordInput(key: Buffer | string | null | undefined, value: unknown, headers: MessageHeaders | undefined, timestamp: number | undefined): RecordInput {
-  const encoded = encodeValue(value);
-  const list: RecordHeader[] = [];
+  let bytes: Buffer | null;
+  let contentType: string | undefined;
+  if (Buffer.isBuffer(value)) bytes = value;
+  else {
+    const encoded = encodeValue(value);
+    bytes = encoded.value;
+    contentType = encoded.contentType;
+  }
+  let list: readonly RecordHeader[] = NO_RECORD_HEADERS;
   if (headers !== undefined) {
-    for (const [k, v] of Object.entries(headers)) list.push({ key: k, value: typeof v === 'string' ? Buffer.from(v, 'utf8') : v });
+    const keys = Object.keys(headers);
+    if (keys.length > 0) {
+      const own: RecordHeader[] = [];
+      for (const k of keys) {
+        const v = headers[k]!;
+        own.push({ key: k, value: typeof v === 'string' ? Buffer.from(v, 'utf8') : v });
+      }
+      list = own;
+    }
   }
-  if (encoded.contentType !== undefined && (headers === undefined || !(CONTENT_TYPE in headers))) {
-    list.push({ key: CONTENT_TYPE, value: Buffer.from(encoded.contentType, 'utf8') });
+  if (contentType !== undefined && (headers === undefined || !(CONTENT_TYPE in headers))) {
+    const header = { key: CONTENT_TYPE, value: Buffer.from(contentType, 'utf8') };
+    list = list === NO_RECORD_HEADERS ? [header] : [...list, header];
   }
-  return { key: encodeKey(key), value: encoded.value, headers: list, ...(timestamp === undefined ? {} : { timestamp }) };
+  const k = encodeKey(key);
+  return timestamp === undefined ? { key: k, value: bytes, headers: list } : { key: k, value: bytes, headers: list, timestamp };
 }
 
 /** A consumed message, decoded. `value` follows the content-type header (see above). */

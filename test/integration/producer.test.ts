@@ -5,10 +5,10 @@ import { Connection } from '../../client/connection.js';
 import { deferred } from '../../client/internal/deferred.js';
 import { partitionForKey } from '../../client/partitioner.js';
 import { Producer, type ProducerOptions, type RecordMetadata } from '../../client/producer.js';
-import { hasCode } from '../../client/protocol/errors.js';
+import { SluiceError, hasCode } from '../../client/protocol/errors.js';
 import { fromErrorBody } from '../../client/protocol/messages/error.js';
 import type { ProduceRequest } from '../../client/protocol/messages/produce.js';
-import { decodeBatches, decodeRecords } from '../../client/protocol/record-batch.js';
+import { decodeBatches, decodeRecords, readBatchHeader } from '../../client/protocol/record-batch.js';
 import { toMessage, type Message } from '../../client/value-codec.js';
 import { startBroker, type RunningBroker } from '../../broker/index.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
@@ -204,7 +204,7 @@ describe('Producer', () => {
     await sleep(20);
     const b = track('b', producer.send({ topic: 'pressure', partition: 0, value: value('b') }));
     await sleep(20);
-    // a is on the wire and b's batch is sealed behind it: one request, even though b is ready.
+    // a is on the wire and b waits in the partition's open batch: one request, even though b is due.
     expect(requests.length).toBe(1);
     const ac = new AbortController();
     const c = track('c', producer.send({ topic: 'pressure', partition: 0, value: value('c') }, { signal: ac.signal }));
@@ -254,6 +254,125 @@ describe('Producer', () => {
     expect((await pending).offset).toBe(0);
     expect(client.connection.state).toBe('closed');
     expect(() => client.producer()).toThrow(/closed/);
+  });
+
+  it('while a request is in flight, later sends fill ONE open batch that goes out when the reply arrives', async () => {
+    await admin.createTopic('open-batch', { partitions: 1 });
+    const held = deferred<void>();
+    let gated = 0;
+    const { producer, requests } = await producerOn(broker.address, { lingerMs: 0 }, () => (gated++ === 0 ? held.promise : Promise.resolve()));
+    const first = producer.send({ topic: 'open-batch', partition: 0, value: 'first' });
+    await sleep(10);
+    expect(requests.length).toBe(1);
+    // 1,000 sends over several turns of the event loop, all due at once (linger 0), none sent yet.
+    const sends: Promise<RecordMetadata>[] = [];
+    for (let turn = 0; turn < 10; turn++) {
+      for (let i = 0; i < 100; i++) sends.push(producer.send({ topic: 'open-batch', partition: 0, value: `m${turn * 100 + i}` }));
+      await new Promise((r) => setImmediate(r));
+    }
+    await sleep(10);
+    expect(requests.length).toBe(1);
+    held.resolve();
+    expect((await first).offset).toBe(0);
+    const acks = await Promise.all(sends);
+    expect(acks.map((a) => a.offset)).toEqual(Array.from({ length: 1_000 }, (_, i) => i + 1));
+    // Exactly one more request, carrying one batch of all 1,000 in send order.
+    expect(requests.length).toBe(2);
+    expect(requests[1]!.batches.length).toBe(1);
+    const batch = requests[1]!.batches[0]!.batch;
+    expect(readBatchHeader(batch).recordCount).toBe(1_000);
+    expect(decodeRecords(batch).map((r) => r.value!.toString())).toEqual(Array.from({ length: 1_000 }, (_, i) => `m${i}`));
+    const log = await readPartition(adminConn, 'open-batch', 0);
+    expect(log.map((m) => m.value)).toEqual(['first', ...Array.from({ length: 1_000 }, (_, i) => `m${i}`)]);
+    // Each ack reports the timestamp stored with its record.
+    acks.forEach((a) => expect(log[a.offset]!.timestamp).toBe(a.timestamp));
+  });
+
+  it('queues full batches behind the request in flight, in order, and still blocks at maxBufferedBytes', async () => {
+    await admin.createTopic('open-full', { partitions: 1 });
+    const held = deferred<void>();
+    let gated = 0;
+    const { producer, requests } = await producerOn(broker.address, { lingerMs: 0, maxBatchBytes: 1024, maxBufferedBytes: 4096 }, () => (gated++ === 0 ? held.promise : Promise.resolve()));
+    const value = (i: number): Buffer => Buffer.concat([Buffer.from(`${i}`.padStart(3, '0')), Buffer.alloc(197)]);
+    const order: number[] = [];
+    const sends = Array.from({ length: 40 }, (_, i) => {
+      const ac = new AbortController();
+      const p = producer.send({ topic: 'open-full', partition: 0, value: value(i) }, { signal: ac.signal });
+      return { ac, p: p.then((a) => (order.push(i), a), (err: unknown) => err) };
+    });
+    await sleep(20);
+    expect(requests.length).toBe(1);
+    // About 4 KiB fit (the first batch on the wire, full batches and the open one behind it);
+    // the rest wait for room, so they can still be aborted: the last one is.
+    sends.at(-1)!.ac.abort();
+    // A send already in a batch ignores its signal.
+    sends[1]!.ac.abort();
+    expect(hasCode(await sends.at(-1)!.p, 'ABORTED')).toBe(true);
+    held.resolve();
+    const acks = (await Promise.all(sends.slice(0, -1).map((s) => s.p))) as RecordMetadata[];
+    expect(acks.map((a) => a.offset)).toEqual(Array.from({ length: 39 }, (_, i) => i));
+    expect(order).toEqual(Array.from({ length: 39 }, (_, i) => i));
+    // Every request carried one batch of at most maxBatchBytes, and batches filled up: ~5 records of ~210 bytes each.
+    for (const r of requests) {
+      expect(r.batches.length).toBe(1);
+      expect(r.batches[0]!.batch.length).toBeLessThanOrEqual(1024);
+    }
+    expect(requests.length).toBeLessThanOrEqual(Math.ceil(39 / 4));
+    const log = await readPartition(adminConn, 'open-full', 0);
+    expect(log.map((m) => Number((m.value as Buffer).subarray(0, 3).toString()))).toEqual(Array.from({ length: 39 }, (_, i) => i));
+  });
+
+  it('resends a failed batch, same bytes, before the batch that filled while it was out', async () => {
+    await admin.createTopic('open-retry', { partitions: 1 });
+    const held = deferred<void>();
+    let gated = 0;
+    const { producer, requests } = await producerOn(broker.address, { lingerMs: 0, retries: 3 }, async () => {
+      if (gated++ !== 0) return;
+      await held.promise;
+      throw new SluiceError('REQUEST_TIMEOUT', 'injected');
+    });
+    const first = Array.from({ length: 3 }, (_, i) => producer.send({ topic: 'open-retry', partition: 0, value: `a${i}` }));
+    await sleep(10);
+    const later = Array.from({ length: 3 }, (_, i) => producer.send({ topic: 'open-retry', partition: 0, value: `b${i}` }));
+    await sleep(10);
+    held.resolve();
+    const acks = await Promise.all([...first, ...later]);
+    expect(acks.map((a) => a.offset)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(requests.length).toBe(3);
+    expect(requests[1]!.batches[0]!.batch).toEqual(requests[0]!.batches[0]!.batch);
+    const log = await readPartition(adminConn, 'open-retry', 0);
+    expect(log.map((m) => m.value)).toEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'b2']);
+  });
+
+  it('rejects a message that cannot fit a batch with RECORD_TOO_LARGE, sparing the others', async () => {
+    await admin.createTopic('too-large', { partitions: 1 });
+    const { producer } = await producerOn(broker.address, { maxBatchBytes: 1024 });
+    const big = producer.send({ topic: 'too-large', partition: 0, value: Buffer.alloc(1024) });
+    const fits = producer.send({ topic: 'too-large', partition: 0, value: Buffer.alloc(900) });
+    const err = await rejection(big);
+    expect(hasCode(err, 'RECORD_TOO_LARGE')).toBe(true);
+    expect(await fits).toMatchObject({ partition: 0, offset: 0 });
+    // A header counts too.
+    expect(hasCode(await rejection(producer.send({ topic: 'too-large', partition: 0, value: Buffer.alloc(900), headers: { h: Buffer.alloc(200) } })), 'RECORD_TOO_LARGE')).toBe(true);
+  });
+
+  it('writes headers as given, a content-type of the caller replacing the default one', async () => {
+    await admin.createTopic('headers', { partitions: 1 });
+    const { producer, requests } = await producerOn(broker.address);
+    await producer.sendMany([
+      { topic: 'headers', partition: 0, value: '{"a":1}', headers: { 'content-type': 'application/json', trace: Buffer.from([1, 2]), u8: new Uint8Array([3]) as Buffer } },
+      { topic: 'headers', partition: 0, value: { a: 1 }, headers: {} },
+      { topic: 'headers', partition: 0, value: Buffer.from('raw') },
+    ]);
+    const records = requests.flatMap((r) => r.batches.flatMap((b) => decodeRecords(b.batch)));
+    expect(records.map((r) => r.headers.map((h) => [h.key, h.value.toString('hex')]))).toEqual([
+      [['content-type', Buffer.from('application/json').toString('hex')], ['trace', '0102'], ['u8', '03']],
+      [['content-type', Buffer.from('application/msgpack').toString('hex')]],
+      [],
+    ]);
+    const log = await readPartition(adminConn, 'headers', 0);
+    // The caller's content-type is not one the codec knows: the value comes back as bytes.
+    expect(log.map((m) => m.value)).toEqual([Buffer.from('{"a":1}'), { a: 1 }, Buffer.from('raw')]);
   });
 
   it('retries through a broker crash and restart: every send acked, none lost', async () => {
