@@ -15,6 +15,7 @@ import { producerHandlers } from './handlers/producer.js';
 import { pushHandlers } from './handlers/push.js';
 import type { Services } from './handlers/services.js';
 import { topicHandlers } from './handlers/topics.js';
+import { transactionHandlers } from './handlers/transactions.js';
 import { LogManager } from './log/index.js';
 import { createLogger, type Logger } from './logger.js';
 import type { MetaStore } from './meta/meta-store.js';
@@ -22,6 +23,7 @@ import { openMetaStore } from './meta/sqlite-meta-store.js';
 import { ServerConnection, type RequestContext, type RequestHost } from './net/server-connection.js';
 import { PushService } from './push/push-service.js';
 import { TopicRegistry } from './topics.js';
+import { TransactionCoordinator } from './txn/coordinator.js';
 import { ProducerIds } from './txn/producer-ids.js';
 import { ProducerStateManager } from './txn/producer-states.js';
 import { SLUICE_VERSION } from './version.js';
@@ -43,6 +45,7 @@ export class Broker implements RequestHost {
   readonly #topics: TopicRegistry;
   readonly #push: PushService;
   readonly #producerStates: ProducerStateManager;
+  readonly #transactions: TransactionCoordinator;
   readonly #stopping = new AbortController();
   readonly #unlock: () => void;
   readonly #timers: NodeJS.Timeout[] = [];
@@ -61,18 +64,30 @@ export class Broker implements RequestHost {
     this.#producerStates = new ProducerStateManager({ logger: log });
     this.#topics = new TopicRegistry(meta, logs, { partitions: config.defaultPartitions, autoCreate: config.autoCreateTopics }, this.#producerStates);
     this.#push = new PushService(this.#topics, meta.subscriptions, log);
+    const groups = new GroupCoordinator({
+      store: meta,
+      partitionsOf: (topic) => this.#topics.partitionsOf(topic),
+      sessionTimeoutMs: config.groupSessionTimeoutMs,
+      heartbeatIntervalMs: config.groupHeartbeatIntervalMs,
+    });
+    const producerIds = new ProducerIds(meta.producers);
+    this.#transactions = new TransactionCoordinator({
+      store: meta.transactions,
+      producerIds,
+      producerStates: this.#producerStates,
+      topics: this.#topics,
+      groups,
+      acks: this.#push,
+      logger: log,
+    });
     const services: Services = {
       topics: this.#topics,
       meta,
-      groups: new GroupCoordinator({
-        store: meta,
-        partitionsOf: (topic) => this.#topics.partitionsOf(topic),
-        sessionTimeoutMs: config.groupSessionTimeoutMs,
-        heartbeatIntervalMs: config.groupHeartbeatIntervalMs,
-      }),
+      groups,
       push: this.#push,
-      producerIds: new ProducerIds(meta.producers),
+      producerIds,
       producerStates: this.#producerStates,
+      transactions: this.#transactions,
       // Room for the response's own framing next to the records.
       maxFetchBytes: config.maxFrameBytes - (64 << 10),
       stopping: this.#stopping.signal,
@@ -86,6 +101,7 @@ export class Broker implements RequestHost {
       ...fetchHandlers(services),
       ...groupHandlers(services),
       ...pushHandlers(services),
+      ...transactionHandlers(services),
     };
     const sweep = setInterval(() => services.groups.expireSessions(Date.now()), SESSION_SWEEP_MS);
     const retention = setInterval(() => {
@@ -114,6 +130,9 @@ export class Broker implements RequestHost {
       broker = new Broker(config, log, meta, logs, unlock);
       await broker.#topics.openAll((topic, err) => log.error({ topic, err }, 'topic could not be opened; it is unavailable until fixed'));
       await broker.#push.openAll();
+      // Before serving: finish the commits and aborts a crash interrupted (markers, acks, offsets).
+      await broker.#transactions.recover();
+      broker.#transactions.start();
       log.info({ dataDir: config.dataDir, fsync: config.fsync, topics: broker.#topics.list().length }, 'broker opened');
       return broker;
     } catch (err) {
@@ -199,6 +218,8 @@ export class Broker implements RequestHost {
     this.#stopping.abort();
     for (const t of this.#timers) clearInterval(t);
     await Promise.all([...this.#connections].map((c) => c.drain(this.config.shutdownTimeoutMs)));
+    // A transaction being ended by its timeout finishes its markers while the logs are open.
+    await this.#transactions.close().catch((err: unknown) => this.log.error({ err }, 'closing the transaction coordinator failed'));
     this.#push.close();
     try {
       await this.#logs.close();

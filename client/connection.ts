@@ -72,6 +72,8 @@ export class Connection {
   #server: HelloResponse | undefined;
   #lastError: SluiceError | undefined;
   #lastSent = 0;
+  /** The stream corked for this tick's writes, if any. */
+  #corked: Duplex | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   /** Set by close() while it waits for the last in-flight request to settle. */
@@ -183,9 +185,26 @@ export class Connection {
     }
     const id = this.#allocateId();
     this.#pending.set(id, { api, resolve: result.resolve, reject: result.reject });
-    stream.write(encodeFrame({ opcode: Opcode[api], correlationId: id }, encoded));
+    this.#write(stream, encodeFrame({ opcode: Opcode[api], correlationId: id }, encoded));
     this.#lastSent = Date.now();
     return id;
+  }
+
+  /**
+   * Every request frame goes out here: the frames of one tick are coalesced into one write
+   * syscall (cork now, uncork on the next tick), e.g. a Settle and the Credit it frees, or the
+   * requests a producer sends in one go.
+   */
+  #write(stream: Duplex, frame: Buffer): void {
+    if (this.#corked !== stream) {
+      this.#corked = stream;
+      stream.cork();
+      process.nextTick(() => {
+        if (this.#corked === stream) this.#corked = undefined;
+        stream.uncork();
+      });
+    }
+    stream.write(frame);
   }
 
   #allocateId(): number {

@@ -5,8 +5,9 @@ import { SluiceError, hasCode, isSluiceError } from './protocol/errors.js';
 import { fromErrorBody } from './protocol/messages/error.js';
 import { SettleOp, parseDeliverPush, type DeliverPush, type SettleItem, type SettleOpValue, type SubscriptionConfig, type SubscriptionConfigInput } from './protocol/messages/push.js';
 import { Opcode } from './protocol/opcodes.js';
-import { decodeBatches, type LogRecord } from './protocol/record-batch.js';
-import { toMessage, type Message } from './value-codec.js';
+import { BATCH_HEADER_SIZE, BATCH_OVERHEAD, decodeBatches, verifyBatch, type LogRecord, type RecordHeader } from './protocol/record-batch.js';
+import { readVarint, readVarlong, type Cursor } from './protocol/varint.js';
+import { CONTENT_TYPE, decodeValue, type Message } from './value-codec.js';
 
 export interface PushConsumerOptions {
   topic: string;
@@ -77,7 +78,76 @@ interface QueuedSettle {
   readonly delivery: Delivery;
   readonly item: SettleItem;
   readonly receipt: boolean;
-  readonly result: Deferred<void>;
+  readonly resolve: () => void;
+  readonly reject: (reason: unknown) => void;
+}
+
+let capturedResolve: () => void = () => undefined;
+let capturedReject: (reason: unknown) => void = () => undefined;
+/** A Promise executor that leaves its resolvers where the caller picks them up, synchronously. */
+function captureResolvers(resolve: () => void, reject: (reason: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
+type Settler = (d: Delivery, op: SettleOpValue, delayMs: number | undefined, receipt: boolean) => Promise<void>;
+
+/**
+ * A delivered message. A class, not an object literal with closures: the hot path allocates one
+ * object per message, and ack/nack/reject/inProgress live on the prototype. The delivery and the
+ * consumer's settle function sit in private fields, so spreading or serialising a message shows
+ * the message fields only, as before.
+ */
+class DeliveredMessage implements PushMessage {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly timestamp: number;
+  readonly key: Buffer | null;
+  readonly value: unknown;
+  readonly headers: Readonly<Record<string, Buffer>>;
+  readonly attempt: number;
+  readonly redelivered: boolean;
+  readonly #delivery: Delivery;
+  readonly #settle: Settler;
+
+  constructor(topic: string, partition: number, record: LogRecord, delivery: Delivery, settle: Settler) {
+    // As toMessage (value-codec.ts) builds it; no prototype: a header named __proto__ is just a header.
+    const headers = Object.create(null) as Record<string, Buffer>;
+    const list = record.headers;
+    for (let i = 0; i < list.length; i++) {
+      const h = list[i] as LogRecord['headers'][number];
+      headers[h.key] = h.value;
+    }
+    const contentType = list.length === 0 ? undefined : headers[CONTENT_TYPE]?.toString('utf8');
+    this.topic = topic;
+    this.partition = partition;
+    this.offset = record.offset;
+    this.timestamp = record.timestamp;
+    this.key = record.key;
+    this.value = decodeValue(record.value, contentType);
+    this.headers = headers;
+    this.attempt = delivery.attempt;
+    this.redelivered = delivery.attempt > 1;
+    this.#delivery = delivery;
+    this.#settle = settle;
+  }
+
+  ack(options?: { receipt?: boolean }): Promise<void> {
+    return this.#settle(this.#delivery, SettleOp.Ack, undefined, options?.receipt === true);
+  }
+
+  nack(options?: { delayMs?: number }): Promise<void> {
+    return this.#settle(this.#delivery, SettleOp.Nack, options?.delayMs, false);
+  }
+
+  reject(): Promise<void> {
+    return this.#settle(this.#delivery, SettleOp.Reject, undefined, false);
+  }
+
+  inProgress(): Promise<void> {
+    return this.#settle(this.#delivery, SettleOp.InProgress, undefined, false);
+  }
 }
 
 /**
@@ -100,8 +170,12 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
   readonly #config: Config;
   #session: Session | undefined;
   #lastConfig: SubscriptionConfig | undefined;
-  /** Delivered, not yet yielded; entries released meanwhile are skipped. */
+  /** Delivered, not yet yielded, from #bufferHead on; entries released meanwhile are skipped. */
   #buffer: Delivery[] = [];
+  #bufferHead = 0;
+  /** start() succeeded: receive() need not wait for it. */
+  #running = false;
+  readonly #settler: Settler = (d, op, delayMs, receipt) => this.#settle(d, op, delayMs, receipt);
   /** Yielded deliveries of the live session not settled yet: what close() waits for. */
   #held = 0;
   #queue: QueuedSettle[] = [];
@@ -152,7 +226,16 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
    * The next message; undefined once the consumer is closed or after `timeoutMs` without one.
    * A wait that times out or aborts takes no message, so none is lost to it.
    */
-  async receive(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<PushMessage | undefined> {
+  receive(options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<PushMessage | undefined> {
+    // Fast path, once subscribed: a buffered message is handed over without awaiting start().
+    if (this.#running && this.#failure === undefined && !this.#closed && options?.signal?.aborted !== true) {
+      const next = this.#takeBuffered();
+      if (next !== undefined) return Promise.resolve(next);
+    }
+    return this.#receive(options ?? {});
+  }
+
+  async #receive(options: { signal?: AbortSignal; timeoutMs?: number }): Promise<PushMessage | undefined> {
     await this.start();
     const { signal } = options;
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
@@ -204,6 +287,7 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
     } finally {
       this.#subscribing = undefined;
     }
+    this.#running = true;
   }
 
   async #close(timeoutMs: number): Promise<void> {
@@ -281,7 +365,8 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
   #lose(session: Session, reason: SluiceError): void {
     session.gone = reason;
     for (const d of [...session.unsettled]) this.#release(d);
-    this.#buffer = this.#buffer.filter((d) => d.session !== session);
+    this.#buffer = this.#buffer.slice(this.#bufferHead).filter((d) => d.session !== session);
+    this.#bufferHead = 0;
     if (this.#session === session) this.#session = undefined;
     this.#notify();
     this.#checkIdle();
@@ -308,56 +393,67 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
 
   #accept(session: Session, push: DeliverPush): void {
     if (session.gone !== undefined) return;
-    session.credit = Math.max(0, session.credit - push.offsets.length);
-    const records = new Map<number, LogRecord>();
+    const { offsets, attempts, partition, topic } = push;
+    session.credit = Math.max(0, session.credit - offsets.length);
+    let records: LogRecord[] = [];
     try {
-      for (const r of decodeBatches(push.records)) records.set(r.offset, r);
+      records = decodeDelivered(push.records, offsets);
     } catch {
       // Undecodable batches: every message of this delivery is nacked below.
     }
     const deadline = Date.now() + session.config.ackWaitMs;
-    push.offsets.forEach((offset, i) => {
-      const attempt = push.attempts[i] ?? 1;
-      const d: Delivery = { session, partition: push.partition, offset, attempt, message: undefined, deadline, state: 'buffered', final: false, extending: 0 };
+    // Records and offsets both ascend (the broker sends them so): walk them side by side, and
+    // fall back to a lookup only if the offsets do not.
+    let next = 0;
+    let byOffset: Map<number, LogRecord> | undefined;
+    for (let i = 0; i < offsets.length; i++) {
+      const offset = offsets[i] as number;
+      const d: Delivery = { session, partition, offset, attempt: attempts[i] ?? 1, message: undefined, deadline, state: 'buffered', final: false, extending: 0 };
       session.unsettled.add(d);
-      const record = records.get(offset);
+      let record: LogRecord | undefined;
+      while (next < records.length && (records[next] as LogRecord).offset < offset) next++;
+      if (next < records.length && (records[next] as LogRecord).offset === offset) record = records[next++];
+      else if (i > 0 && offset <= (offsets[i - 1] as number)) {
+        byOffset ??= new Map(records.map((r) => [r.offset, r]));
+        record = byOffset.get(offset);
+      }
       try {
-        if (record !== undefined) d.message = this.#pushMessage(d, toMessage(push.topic, push.partition, record));
+        if (record !== undefined) d.message = new DeliveredMessage(topic, partition, record, d, this.#settler);
       } catch {
         // A value its content-type cannot decode: nacked below like a missing record.
       }
       if (d.message === undefined) {
         // Nacked rather than held: retried, and dead-lettered after maxDeliveries, never stuck.
-        this.#settle(d, SettleOp.Nack).catch(() => undefined);
-        return;
+        this.#settle(d, SettleOp.Nack, undefined, false).catch(() => undefined);
+        continue;
       }
       this.#buffer.push(d);
-    });
+    }
     this.#armExpiry(session);
     this.#notify();
   }
 
-  #pushMessage(d: Delivery, m: Message): PushMessage {
-    return {
-      ...m,
-      attempt: d.attempt,
-      redelivered: d.attempt > 1,
-      ack: (o) => this.#settle(d, SettleOp.Ack, undefined, o?.receipt === true),
-      nack: (o) => this.#settle(d, SettleOp.Nack, o?.delayMs),
-      reject: () => this.#settle(d, SettleOp.Reject),
-      inProgress: () => this.#settle(d, SettleOp.InProgress),
-    };
-  }
-
   #takeBuffered(): PushMessage | undefined {
-    while (this.#buffer.length > 0) {
-      const d = this.#buffer.shift() as Delivery;
+    const buffer = this.#buffer;
+    let head = this.#bufferHead;
+    let out: PushMessage | undefined;
+    while (head < buffer.length) {
+      const d = buffer[head++] as Delivery;
       if (d.state !== 'buffered' || d.session !== this.#session) continue;
       d.state = 'yielded';
       this.#held++;
-      return d.message;
+      out = d.message;
+      break;
     }
-    return undefined;
+    if (head === buffer.length) {
+      buffer.length = 0;
+      head = 0;
+    } else if (head > 1024 && 2 * head > buffer.length) {
+      this.#buffer = buffer.slice(head);
+      head = 0;
+    }
+    this.#bufferHead = head;
+    return out;
   }
 
   #settle(d: Delivery, op: SettleOpValue, delayMs?: number, receipt = false): Promise<void> {
@@ -367,8 +463,8 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
       return Promise.reject(new SluiceError('INVALID_CONFIG', `nack delayMs must be an integer in [0, 86400000], got ${delayMs}`));
     }
     const item: SettleItem = delayMs === undefined ? [d.partition, d.offset, d.attempt, op] : [d.partition, d.offset, d.attempt, op, delayMs];
-    const result = deferred<void>();
-    this.#queue.push({ delivery: d, item, receipt, result });
+    const promise = new Promise<void>(captureResolvers); // no closure per settlement
+    this.#queue.push({ delivery: d, item, receipt, resolve: capturedResolve, reject: capturedReject });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(() => this.#flush());
@@ -378,44 +474,64 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
       d.final = true;
       this.#release(d); // counted settled now: the Settle goes out before any Credit it frees
     }
-    return result.promise;
+    return promise;
   }
 
   /** Sends what was settled this turn: one Settle request per consumer, then any credit it freed. */
   #flush(): void {
     this.#flushScheduled = false;
-    const bySession = new Map<Session, QueuedSettle[]>();
-    for (const q of this.#queue.splice(0)) {
-      const list = bySession.get(q.delivery.session) ?? [];
-      list.push(q);
-      bySession.set(q.delivery.session, list);
-    }
-    for (const [session, entries] of bySession) {
-      if (session.gone !== undefined) {
-        for (const e of entries) this.#settled(e, session.gone);
-        continue;
+    const queue = this.#queue;
+    this.#queue = [];
+    // Almost always one consumer (sessions change only across a lost connection).
+    const first = queue[0]?.delivery.session;
+    if (queue.every((q) => q.delivery.session === first)) {
+      if (first !== undefined) this.#sendSettle(first, queue);
+    } else {
+      const bySession = new Map<Session, QueuedSettle[]>();
+      for (const q of queue) {
+        const list = bySession.get(q.delivery.session) ?? [];
+        list.push(q);
+        bySession.set(q.delivery.session, list);
       }
-      const receipt = entries.some((e) => e.receipt);
-      this.#settlesInFlight++;
-      this.#conn
-        .request('Settle', { consumerId: session.id, items: entries.map((e) => e.item), ...(receipt ? { receipt } : {}) })
-        .then(
-          (res) => {
-            const failed = new Map(res.errors.map(([index, body]) => [index, fromErrorBody(body)]));
-            entries.forEach((e, i) => this.#settled(e, failed.get(i)));
-          },
-          (err: unknown) => {
-            for (const e of entries) this.#settled(e, err);
-            if (hasCode(err, 'UNKNOWN_CONSUMER') && this.#conn.state === 'connected') this.#dropped(session);
-          },
-        )
-        .finally(() => {
-          this.#settlesInFlight--;
-          this.#checkIdle();
-        });
+      for (const [session, entries] of bySession) this.#sendSettle(session, entries);
     }
     this.#refill();
     this.#checkIdle();
+  }
+
+  #sendSettle(session: Session, entries: QueuedSettle[]): void {
+    if (session.gone !== undefined) {
+      for (const e of entries) this.#settled(e, session.gone);
+      return;
+    }
+    let receipt = false;
+    const items: SettleItem[] = new Array<SettleItem>(entries.length);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as QueuedSettle;
+      items[i] = e.item;
+      if (e.receipt) receipt = true;
+    }
+    this.#settlesInFlight++;
+    this.#conn
+      .request('Settle', receipt ? { consumerId: session.id, items, receipt } : { consumerId: session.id, items })
+      .then(
+        (res) => {
+          if (res.errors.length === 0) {
+            for (const e of entries) this.#settled(e, undefined);
+            return;
+          }
+          const failed = new Map(res.errors.map(([index, body]) => [index, fromErrorBody(body)]));
+          entries.forEach((e, i) => this.#settled(e, failed.get(i)));
+        },
+        (err: unknown) => {
+          for (const e of entries) this.#settled(e, err);
+          if (hasCode(err, 'UNKNOWN_CONSUMER') && this.#conn.state === 'connected') this.#dropped(session);
+        },
+      )
+      .finally(() => {
+        this.#settlesInFlight--;
+        this.#checkIdle();
+      });
   }
 
   #settled(e: QueuedSettle, err: unknown): void {
@@ -439,8 +555,8 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
         this.#armExpiry(session);
       }
     }
-    if (err === undefined) e.result.resolve();
-    else e.result.reject(err);
+    if (err === undefined) e.resolve();
+    else e.reject(err);
   }
 
   /** Takes a delivery out of the window: settled, past its deadline, or its consumer is gone. */
@@ -544,4 +660,92 @@ function parseOptions(o: PushConsumerOptions): Config {
     refillAt: Math.max(1, Math.ceil(threshold * prefetch)),
     create: o.create === undefined ? undefined : { ...o.create },
   });
+}
+
+/** Smallest record: length, attributes, timestampDelta, offsetDelta, key and value lengths, header count. */
+const MIN_RECORD_SIZE = 7;
+const NO_HEADERS: RecordHeader[] = [];
+const EMPTY = Buffer.alloc(0);
+
+function invalidRecord(message: string): SluiceError {
+  return new SluiceError('INVALID_RECORD', message);
+}
+
+/**
+ * The records a Deliver frame delivers, ascending. The frame carries whole stored batches, which
+ * hold many more records than it delivers (a batch of thousands is sent again with every window
+ * of its offsets), so only the delivered records are decoded: each batch is verified whole (CRC
+ * and header, as decodeBatches does), records before a delivered one are skipped by their length,
+ * and the walk stops after the batch's last delivered offset. A delivered record is checked as
+ * decodeRecords checks it. Offsets out of order fall back to decoding everything.
+ */
+function decodeDelivered(buf: Buffer, offsets: readonly number[]): LogRecord[] {
+  for (let i = 1; i < offsets.length; i++) if ((offsets[i] as number) <= (offsets[i - 1] as number)) return decodeBatches(buf);
+  const out: LogRecord[] = [];
+  const cur: Cursor = { pos: 0 };
+  let k = 0;
+  for (let pos = 0; pos < buf.length; ) {
+    const h = verifyBatch(buf, pos);
+    const end = pos + h.batchLength + BATCH_OVERHEAD;
+    const last = h.baseOffset + h.lastOffsetDelta;
+    while (k < offsets.length && (offsets[k] as number) < h.baseOffset) k++;
+    // verifyBatch checked lastOffsetDelta = recordCount - 1, and offset deltas must rise strictly
+    // from 0 to it: record i has offsetDelta i, so records are skipped by counting.
+    cur.pos = pos + BATCH_HEADER_SIZE;
+    for (let i = 0; i < h.recordCount && k < offsets.length && (offsets[k] as number) <= last; i++) {
+      const at = cur.pos;
+      const length = readVarint(buf, cur, end);
+      if (length < MIN_RECORD_SIZE - 1 || length > end - cur.pos) throw invalidRecord(`batch at byte ${pos}: record ${i}: length ${length} at byte ${at} does not fit the batch`);
+      const recordEnd = cur.pos + length;
+      if (h.baseOffset + i !== offsets[k]) {
+        cur.pos = recordEnd;
+        continue;
+      }
+      out.push(decodeRecord(buf, cur, recordEnd, h.baseOffset, h.baseTimestamp, i, pos));
+      k++;
+    }
+    pos = end;
+  }
+  return out;
+}
+
+/** One record from `cur.pos` (past its length) to `recordEnd`, the i-th of the batch at `batchPos`. */
+function decodeRecord(buf: Buffer, cur: Cursor, recordEnd: number, baseOffset: number, baseTimestamp: number, i: number, batchPos: number): LogRecord {
+  const where = (): string => `batch at byte ${batchPos}: record ${i}`;
+  cur.pos++; // attributes: unused in v2
+  const timestampDelta = readVarlong(buf, cur, recordEnd);
+  const offsetDelta = readVarint(buf, cur, recordEnd);
+  if (offsetDelta !== i) throw invalidRecord(`${where()}: offsetDelta ${offsetDelta}, expected ${i}`);
+  const key = readBytes(buf, cur, recordEnd, where, 'key');
+  const value = readBytes(buf, cur, recordEnd, where, 'value');
+  const headerCount = readVarint(buf, cur, recordEnd);
+  if (headerCount < 0) throw invalidRecord(`${where()}: headerCount ${headerCount}`);
+  let headers = NO_HEADERS;
+  if (headerCount > 0) {
+    headers = [];
+    for (let h = 0; h < headerCount; h++) {
+      const keyAt = cur.pos;
+      const keyLength = readVarint(buf, cur, recordEnd);
+      if (keyLength < 0 || keyLength > recordEnd - cur.pos) throw invalidRecord(`${where()}: header key length ${keyLength} at byte ${keyAt} does not fit the record`);
+      const headerKey = buf.toString('utf8', cur.pos, cur.pos + keyLength);
+      cur.pos += keyLength;
+      // A null header value reads as empty, as in decodeRecords.
+      headers.push({ key: headerKey, value: readBytes(buf, cur, recordEnd, where, 'header value') ?? EMPTY });
+    }
+  }
+  if (cur.pos !== recordEnd) throw invalidRecord(`${where()}: ${recordEnd - cur.pos} bytes left over at byte ${cur.pos}`);
+  const timestamp = baseTimestamp + timestampDelta;
+  if (!Number.isSafeInteger(timestamp)) throw invalidRecord(`${where()}: timestamp is outside the safe integer range`);
+  return { offset: baseOffset + i, timestamp, key, value, headers };
+}
+
+/** A nullable length-prefixed byte string, as a view into `buf`. */
+function readBytes(buf: Buffer, cur: Cursor, end: number, where: () => string, what: string): Buffer | null {
+  const at = cur.pos;
+  const length = readVarint(buf, cur, end);
+  if (length === -1) return null;
+  if (length < -1 || length > end - cur.pos) throw invalidRecord(`${where()}: ${what} length ${length} at byte ${at} does not fit the record`);
+  const bytes = buf.subarray(cur.pos, cur.pos + length);
+  cur.pos += length;
+  return bytes;
 }

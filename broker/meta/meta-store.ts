@@ -1,5 +1,6 @@
 import type { ProducerStore } from './producer-store.js';
 import type { SubscriptionStore } from './subscription-store.js';
+import type { TransactionStore } from './transaction-store.js';
 
 /**
  * The metadata store: the narrow, synchronous interface the broker core uses for everything it
@@ -48,6 +49,8 @@ export interface MetaStore {
   readonly subscriptions: SubscriptionStore;
   /** Producer ids and transactional ids (idempotent and transactional produce). */
   readonly producers: ProducerStore;
+  /** The transaction coordinator's record of each transactional id's transaction. */
+  readonly transactions: TransactionStore;
   /** Throws TOPIC_ALREADY_EXISTS, INVALID_TOPIC or INVALID_CONFIG. */
   createTopic(topic: TopicRecord): void;
   getTopic(name: string): TopicRecord | undefined;

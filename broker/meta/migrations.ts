@@ -83,6 +83,25 @@ export const MIGRATIONS: readonly string[] = [
   -- A producer id belongs to at most one transactional id; produce looks epochs up by it.
   CREATE UNIQUE INDEX transactional_ids_by_producer ON transactional_ids (producer_id);
   `,
+  // 4: the transaction coordinator's record of each transactional id's current transaction
+  // (broker/txn/coordinator.ts). Its state stays in transactional_ids.state, next to the producer
+  // id and epoch every change is compare-and-set against; this row holds the rest: the partitions
+  // the transaction wrote to (each added here before its first batch is appended, so a crash can
+  // never leave a transactional batch in a partition nobody knows to mark), the staged group
+  // offsets and push acks (JSON, applied only at commit), when it began (for the timeout), and
+  // the producer id and epoch of the last transaction that completed (so a retried EndTxn of it
+  // is answered rather than fenced). A transactional id without a row has no transaction.
+  `
+  CREATE TABLE transactions (
+    transactional_id    TEXT    NOT NULL PRIMARY KEY REFERENCES transactional_ids (transactional_id) ON DELETE CASCADE,
+    partitions          TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(partitions) AND json_type(partitions) = 'array'),
+    group_offsets       TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(group_offsets) AND json_type(group_offsets) = 'array'),
+    push_acks           TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(push_acks) AND json_type(push_acks) = 'array'),
+    started_at          INTEGER,
+    last_producer_id    INTEGER CHECK (last_producer_id IS NULL OR last_producer_id >= 0),
+    last_producer_epoch INTEGER CHECK (last_producer_epoch IS NULL OR last_producer_epoch BETWEEN 0 AND 32767)
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -23,6 +23,9 @@ export interface InitTransactionalIdResult {
 /** The state a transactional id is given (back) by InitProducer: no transaction in progress. */
 export const EMPTY_TXN_STATE = 'Empty';
 
+/** States without an open transaction, from which InitProducer may start over. */
+const INITIALIZABLE_STATES: ReadonlySet<string> = new Set([EMPTY_TXN_STATE, 'CompleteCommit', 'CompleteAbort']);
+
 /**
  * Where producer ids and transactional ids live (migration 3). Narrow on purpose: the txn layer
  * decides what ids mean; this hands them out and stores them, atomically and durably (every
@@ -41,7 +44,8 @@ export interface ProducerStore {
    * InitProducer for a transactional id, in one transaction: the first time, a fresh producer id
    * at epoch 0; afterwards the same producer id at epoch + 1, or, once the epoch reached
    * MAX_PRODUCER_EPOCH, a fresh producer id at epoch 0 (Kafka's rule). Sets timeoutMs, state
-   * EMPTY_TXN_STATE and updatedAt = now.
+   * EMPTY_TXN_STATE and updatedAt = now. INVALID_TXN_STATE while a transaction is open (Ongoing
+   * or Prepare*): the coordinator ends it first.
    */
   initTransactionalId(transactionalId: string, timeoutMs: number, now: number): InitTransactionalIdResult;
   /**
@@ -94,6 +98,13 @@ export function sqliteProducerStore(db: Database.Database): ProducerStore {
   const init = db.transaction((transactionalId: string, timeoutMs: number, now: number): InitTransactionalIdResult => {
     const row = select.get(transactionalId);
     const previous = row === undefined ? undefined : toRecord(row);
+    // The transaction coordinator ends an open transaction before it re-initializes the id; a
+    // new epoch over an open one would leave its partitions without markers.
+    if (previous !== undefined && !INITIALIZABLE_STATES.has(previous.state)) {
+      throw new SluiceError('INVALID_TXN_STATE', `transactional id ${JSON.stringify(transactionalId)} has a transaction in state ${previous.state}; end it first`, {
+        details: { transactionalId, state: previous.state },
+      });
+    }
     const fresh = previous === undefined || previous.producerEpoch >= MAX_PRODUCER_EPOCH;
     const record: TransactionalIdRecord = {
       transactionalId,

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { sqliteProducerStore, type ProducerStore } from './producer-store.js';
 import { sqliteSubscriptionStore, type SubscriptionStore } from './subscription-store.js';
+import { sqliteTransactionStore, type TransactionStore } from './transaction-store.js';
 import { SluiceError } from '../../client/protocol/errors.js';
 import type { CommittedOffset, MetaStore, OffsetToCommit, TopicRecord } from './meta-store.js';
 import { migrate } from './migrations.js';
@@ -87,11 +88,13 @@ class SqliteStore implements SqliteMetaStore {
 
   readonly subscriptions: SubscriptionStore;
   readonly producers: ProducerStore;
+  readonly transactions: TransactionStore;
 
   constructor(db: Database.Database) {
     this.#db = db;
     this.subscriptions = sqliteSubscriptionStore(db);
     this.producers = sqliteProducerStore(db);
+    this.transactions = sqliteTransactionStore(db);
     this.#insertTopic = db.prepare(
       `INSERT INTO topics (name, partitions, retention_ms, retention_bytes, segment_bytes, created_at)
        VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`,

@@ -1,5 +1,7 @@
-import { ATTR_CONTROL, BATCH_OVERHEAD, decodeRecords, readBatchHeader } from '../../client/protocol/record-batch.js';
+import { BATCH_OVERHEAD, decodeRecords, readBatchHeader } from '../../client/protocol/record-batch.js';
 import type { PartitionLog } from '../log/index.js';
+import { producerStateOf } from '../txn/partition-producers.js';
+import { forEachVisibleBatch } from '../txn/visibility.js';
 import type { OfferedMessage, PartitionDeliveryState } from './partition-state.js';
 
 /** How much of the log one read pulls in. */
@@ -17,6 +19,12 @@ interface CachedBatch {
  * Reads a partition's log for a push subscription: offers new messages to the delivery state,
  * and hands out the stored batch bytes that hold the offsets being delivered, so deliveries go
  * out as stored, never re-encoded. Only durable data (below the high watermark) is read.
+ *
+ * Push delivers committed data only (read_committed, broker/txn/visibility.ts): the feed reads
+ * below the partition's last stable offset and never offers control batches or batches of
+ * aborted transactions. Their offsets are gaps to the delivery state (never offered, so settled
+ * by definition: see PartitionDeliveryState.offer). The subscription's pump runs on every high
+ * watermark move, which includes the marker that moves the last stable offset.
  */
 export class PartitionFeed {
   readonly #log: PartitionLog;
@@ -34,33 +42,52 @@ export class PartitionFeed {
     return this.#log;
   }
 
-  /** True when the log holds messages the state has not been offered yet. */
+  /** True when the log holds committed messages the state has not been offered yet. */
   hasUnread(state: PartitionDeliveryState): boolean {
-    return state.readPosition < this.#log.highWatermark;
+    return state.readPosition < this.#stableEnd();
   }
 
   /** Reads once from the state's read position and offers what it finds; false if nothing was new. */
   async fill(state: PartitionDeliveryState): Promise<boolean> {
     const from = Math.max(state.readPosition, this.#log.startOffset);
-    if (from >= this.#log.highWatermark) return false;
+    const end = this.#stableEnd();
+    if (from >= end) return false;
     const bytes = await this.#log.read(from, READ_BYTES);
+    const aborted = producerStateOf(this.#log)?.abortedTransactions(from, end);
     const offered: OfferedMessage[] = [];
-    for (let pos = 0; pos < bytes.length; ) {
-      const h = readBatchHeader(bytes, pos);
-      const size = h.batchLength + BATCH_OVERHEAD;
-      const batch = bytes.subarray(pos, pos + size);
-      pos += size;
-      const last = h.baseOffset + h.lastOffsetDelta;
-      if (last < from || (h.attributes & ATTR_CONTROL) !== 0) continue;
-      this.#remember({ base: h.baseOffset, last, bytes: batch });
+    // Without keys a batch is offered as a range of offsets (offerRanges): no object per message.
+    const ranges: Array<[number, number]> = [];
+    let lastOffered = from - 1;
+    const next = forEachVisibleBatch(bytes, from, end, aborted, ({ baseOffset: base, bytes: batch, lastOffset: last }) => {
+      this.#remember({ base, last, bytes: batch });
       if (this.#keyed) {
-        for (const r of decodeRecords(batch)) if (r.offset >= from) offered.push({ offset: r.offset, key: r.key === null ? null : r.key.toString('base64') });
+        for (const r of decodeRecords(batch)) {
+          if (r.offset < from) continue;
+          offered.push({ offset: r.offset, key: r.key === null ? null : r.key.toString('base64') });
+          lastOffered = r.offset;
+        }
       } else {
-        for (let o = Math.max(from, h.baseOffset); o <= last; o++) offered.push({ offset: o, key: null });
+        addRange(ranges, Math.max(from, base), last + 1);
+        lastOffered = last;
       }
+    });
+    // The read ended with batches it may not offer (a marker, aborted data). The read position
+    // moves only on offers, so those would be read again forever: the last of their offsets is
+    // offered already settled, which moves the read position past them; the rest are gaps.
+    if (next - 1 > lastOffered) {
+      state.markSettled(next - 1);
+      if (this.#keyed) offered.push({ offset: next - 1, key: null });
+      else addRange(ranges, next - 1, next);
     }
     if (offered.length > 0) state.offer(offered);
-    return offered.length > 0;
+    if (ranges.length > 0) state.offerRanges(ranges);
+    return offered.length > 0 || ranges.length > 0;
+  }
+
+  /** Where committed data ends: the last stable offset (the high watermark for a log without producer state). */
+  #stableEnd(): number {
+    const hw = this.#log.highWatermark;
+    return producerStateOf(this.#log)?.lastStableOffset(hw) ?? hw;
   }
 
   /** The whole batches holding `offsets` (ascending), concatenated; missing ones are read from the log. */
@@ -114,4 +141,11 @@ export class PartitionFeed {
       this.#cachedBytes -= (this.#cache.shift() as CachedBatch).bytes.length;
     }
   }
+}
+
+/** Appends [start, end) to ascending `ranges`, merged into the last one when they touch. */
+function addRange(ranges: Array<[number, number]>, start: number, end: number): void {
+  const tail = ranges[ranges.length - 1];
+  if (tail !== undefined && tail[1] === start) tail[1] = end;
+  else ranges.push([start, end]);
 }

@@ -1,4 +1,4 @@
-import { MinHeap } from './min-heap.js';
+import { SortedQueue } from './sorted-queue.js';
 import { SluiceError } from '../../client/protocol/errors.js';
 import { appendRange, findRange, normalizePersisted, type OffsetRange } from './ranges.js';
 
@@ -91,9 +91,10 @@ const SETTLED_FIRST = Object.freeze({ offset: -1, key: null, state: 'settled', c
  * dead-letter path once, after maxDeliveries deliveries, or when rejected; with ordering 'key',
  * only the lowest unsettled message of a key is ever in flight, awaiting redelivery or dead.
  *
- * Every operation is O(log n) in what is unsettled (amortised): heaps with lazy deletion for
- * deadlines, redelivery times and the deliverable messages; an ascending window of offsets whose
- * head is the ack floor; a queue per key.
+ * Every operation is O(log n) in what is unsettled (amortised): priority queues with lazy
+ * deletion for deadlines, redelivery times and the deliverable messages (SortedQueue: O(1) for
+ * the in-order arrivals that are the common case, a heap for the rest); an ascending window of
+ * offsets whose head is the ack floor; a queue per key.
  */
 export class PartitionDeliveryState {
   readonly #ackWaitMs: number;
@@ -109,11 +110,12 @@ export class PartitionDeliveryState {
   /** Offsets in the window no longer in #entries. */
   #windowStale = 0;
   readonly #keys = new Map<string, KeyQueue>();
-  readonly #fresh = new MinHeap<Entry>(byOffset);
-  readonly #ready = new MinHeap<Entry>(byOffset);
-  readonly #delayed = new MinHeap<Timer>(byTime);
-  readonly #deadlines = new MinHeap<Timer>(byTime);
-  readonly #consumers = new Map<string, Set<Entry>>();
+  readonly #fresh = new SortedQueue<Entry>(byOffset);
+  readonly #ready = new SortedQueue<Entry>(byOffset);
+  readonly #delayed = new SortedQueue<Timer>(byTime);
+  readonly #deadlines = new SortedQueue<Timer>(byTime);
+  /** In-flight deliveries per consumer; the entries themselves are found in the window (see release). */
+  readonly #consumers = new Map<string, number>();
   readonly #dead = new Set<Entry>();
   /** From the snapshot: settled ranges not yet passed by the read position. */
   readonly #restoredAcked: OffsetRange[];
@@ -192,22 +194,45 @@ export class PartitionDeliveryState {
       last = m.offset;
     }
     if (messages.length === 0) return;
-    for (const m of messages) {
-      this.#passAhead(m.offset);
-      if (this.#settledBeforeOffer(m.offset)) continue;
-      let e = this.#ahead[this.#aheadIdx];
-      if (e !== undefined && e.offset === m.offset) {
-        this.#aheadIdx++;
-        e.key = m.key;
-      } else {
-        e = newEntry(m.offset, m.key, 0);
-        this.#entries.set(m.offset, e);
-        this.#unsettled++;
-        this.#buffered++;
-      }
-      this.#window.push(m.offset);
-      this.#enqueue(e);
+    for (const m of messages) this.#offerOne(m.offset, m.key);
+    this.#offered(last);
+  }
+
+  /**
+   * offer() of every offset in the given [start, end) ranges, with key null (ordering
+   * 'partition' ignores keys), without a list entry per message: how the dispatcher offers
+   * what it reads. Ranges ascend; offsets between them are gaps in the log.
+   */
+  offerRanges(ranges: ReadonlyArray<readonly [start: number, end: number]>): void {
+    let last = this.#readPosition - 1;
+    for (const [start, end] of ranges) {
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start <= last || end <= start) throw new Error(`offerRanges: range [${start}, ${end}) does not follow ${last}`);
+      last = end - 1;
     }
+    if (ranges.length === 0) return;
+    for (const [start, end] of ranges) for (let o = start; o < end; o++) this.#offerOne(o, null);
+    this.#offered(last);
+  }
+
+  #offerOne(offset: number, key: string | null): void {
+    this.#passAhead(offset);
+    if (this.#settledBeforeOffer(offset)) return;
+    let e = this.#ahead[this.#aheadIdx];
+    if (e !== undefined && e.offset === offset) {
+      this.#aheadIdx++;
+      e.key = key;
+    } else {
+      e = newEntry(offset, key, 0);
+      this.#entries.set(offset, e);
+      this.#unsettled++;
+      this.#buffered++;
+    }
+    this.#window.push(offset);
+    this.#enqueue(e);
+  }
+
+  /** After an offer whose last offset was `last`. */
+  #offered(last: number): void {
     this.#readPosition = last + 1;
     for (let r = this.#restoredAcked[this.#restoredIdx]; r !== undefined && r[0] <= this.#readPosition; r = this.#restoredAcked[++this.#restoredIdx]) {
       if (r[1] > this.#readPosition) this.#readPosition = r[1];
@@ -224,6 +249,7 @@ export class PartitionDeliveryState {
   take(max: number, consumerId: string, now: number): Delivery[] {
     const out: Delivery[] = [];
     this.#promoteDue(now);
+    const deadline = now + this.#ackWaitMs;
     while (out.length < max) {
       const e = popWhere(this.#ready, 'ready') ?? popWhere(this.#fresh, 'fresh');
       if (e === undefined) break;
@@ -232,14 +258,15 @@ export class PartitionDeliveryState {
       e.count++;
       e.state = 'inflight';
       e.consumerId = consumerId;
-      e.deadline = now + this.#ackWaitMs;
-      this.#deadlines.push({ at: e.deadline, entry: e, attempt: e.count });
-      let held = this.#consumers.get(consumerId);
-      if (held === undefined) this.#consumers.set(consumerId, (held = new Set()));
-      held.add(e);
+      e.deadline = deadline;
+      this.#deadlines.push({ at: deadline, entry: e, attempt: e.count });
       this.#inFlight++;
       out.push({ offset: e.offset, attempt: e.count, redelivered: e.count > 1, consumerId });
     }
+    if (out.length > 0) this.#consumers.set(consumerId, (this.#consumers.get(consumerId) ?? 0) + out.length);
+    // Settled deliveries leave their deadline behind (dropped lazily from the head); one message
+    // held for its whole ack wait must not let the others' pile up behind it.
+    if (this.#deadlines.size > 2 * this.#inFlight + 1024) this.#deadlines.retain(isLiveDeadline);
     return out;
   }
 
@@ -306,10 +333,14 @@ export class PartitionDeliveryState {
    * Those deliveries counted; one that was the maxDeliveries-th goes to the dead-letter path.
    */
   release(consumerId: string, now: number): Array<{ offset: number; outcome: 'requeued' | 'dead-letter' }> {
-    const held = this.#consumers.get(consumerId);
-    if (held === undefined) return [];
-    const entries = [...held].sort((a, b) => a.offset - b.offset);
-    return entries.map((e) => ({ offset: e.offset, outcome: this.#requeue(e, now, now) }));
+    if (!this.#consumers.has(consumerId)) return [];
+    // Every in-flight entry was offered and is unsettled, so it is in the window, which ascends.
+    const out: Array<{ offset: number; outcome: 'requeued' | 'dead-letter' }> = [];
+    for (let i = this.#windowHead; i < this.#window.length; i++) {
+      const e = this.#entries.get(this.#window[i] as number);
+      if (e !== undefined && e.state === 'inflight' && e.consumerId === consumerId) out.push({ offset: e.offset, outcome: this.#requeue(e, now, now) });
+    }
+    return out;
   }
 
   /**
@@ -407,7 +438,7 @@ export class PartitionDeliveryState {
   }
 
   inFlightOf(consumerId: string): number {
-    return this.#consumers.get(consumerId)?.size ?? 0;
+    return this.#consumers.get(consumerId) ?? 0;
   }
 
   /**
@@ -471,9 +502,9 @@ export class PartitionDeliveryState {
 
   /** Takes an in-flight entry out of flight (the caller gives it its next state). */
   #land(e: Entry): void {
-    const held = this.#consumers.get(e.consumerId);
-    held?.delete(e);
-    if (held?.size === 0) this.#consumers.delete(e.consumerId);
+    const held = (this.#consumers.get(e.consumerId) ?? 1) - 1;
+    if (held === 0) this.#consumers.delete(e.consumerId);
+    else this.#consumers.set(e.consumerId, held);
     e.consumerId = '';
     this.#inFlight--;
   }
@@ -635,12 +666,12 @@ function byTime(a: Timer, b: Timer): boolean {
   return a.at < b.at || (a.at === b.at && a.entry.offset < b.entry.offset);
 }
 
-function popWhere(heap: MinHeap<Entry>, state: State): Entry | undefined {
+function popWhere(heap: SortedQueue<Entry>, state: State): Entry | undefined {
   for (let e = heap.pop(); e !== undefined; e = heap.pop()) if (e.state === state) return e;
   return undefined;
 }
 
-function peekWhere(heap: MinHeap<Timer>, live: (t: Timer) => boolean): Timer | undefined {
+function peekWhere(heap: SortedQueue<Timer>, live: (t: Timer) => boolean): Timer | undefined {
   for (let t = heap.peek(); t !== undefined; t = heap.peek()) {
     if (live(t)) return t;
     heap.pop();

@@ -119,6 +119,45 @@ export class PushService {
     for (const sub of [...this.#subscriptions.values()]) sub.close();
   }
 
+  // ---- Transactions (broker/txn/coordinator.ts): acks staged by TxnSettle, applied at commit ----
+
+  /** TxnSettle: the subscription of `consumerId`, which must be this session's (UNKNOWN_CONSUMER). */
+  txnAckSubscription(session: Session, consumerId: string): string {
+    return this.#owned(session, consumerId).subscription.name;
+  }
+
+  /**
+   * Throws STALE_ACK or UNKNOWN_DELIVERY unless every ack is still current (Subscription.checkTxnAcks).
+   * A subscription deleted meanwhile has nothing left to ack.
+   */
+  checkTxnAcks(subscription: string, items: readonly (readonly [number, number, number])[], now: number): void {
+    this.#subscriptions.get(subscription)?.checkTxnAcks(items, now);
+  }
+
+  /** Applies acks checkTxnAcks passed in this same tick (in memory; settleTxnAcks saves them). */
+  applyTxnAcks(subscription: string, items: readonly (readonly [number, number, number])[]): void {
+    this.#subscriptions.get(subscription)?.applyTxnAcks(items);
+  }
+
+  /**
+   * Settles the offsets whatever their attempt (a committed transaction's acks: applied already,
+   * or, after a restart, found in the coordinator's record) and saves the state durably now.
+   */
+  settleTxnAcks(subscription: string, items: readonly (readonly [number, number, number])[]): void {
+    const sub = this.#subscriptions.get(subscription);
+    if (sub === undefined) return;
+    const byPartition = new Map<number, number[]>();
+    for (const [partition, offset] of items) {
+      const list = byPartition.get(partition);
+      if (list === undefined) byPartition.set(partition, [offset]);
+      else list.push(offset);
+    }
+    for (const [partition, offsets] of byPartition) sub.settleRecovered(partition, offsets);
+    this.#save(sub);
+  }
+
+  // ---- end of transactions ----
+
   async #getOrCreate(name: string, topic: string, input: SubscriptionConfigInput): Promise<Subscription> {
     validateSubscriptionName(name);
     const open = this.#subscriptions.get(name) ?? (await this.#opening.get(name));
@@ -193,6 +232,10 @@ export class PushService {
   #save(sub: Subscription): void {
     this.#unsaved.delete(sub);
     if (!this.#subscriptions.has(sub.name)) return;
+    // Its topic was deleted, and the subscription's rows with it (SQLite cascades): nothing to
+    // save, and saving would fail on the foreign key (before the fix, in the flush timer, an
+    // uncaught exception that took the broker down).
+    if (this.#topics.get(sub.topic) === undefined) return;
     // Read before the snapshot: dead letters written after it are rescanned on recovery.
     const checkpoint = this.#topics.get(sub.config.deadLetterTopic) === undefined ? 0 : this.#topics.partition(sub.config.deadLetterTopic, 0).highWatermark;
     const dirty = sub.takeDirty();

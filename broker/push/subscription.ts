@@ -138,7 +138,9 @@ export class Subscription {
     this.#consumer(consumerId);
     const errors: Array<[number, ErrorBody]> = [];
     const now = Date.now();
-    items.forEach(([partition, offset, attempt, op, delayMs], index) => {
+    let dirty = -1;
+    for (let index = 0; index < items.length; index++) {
+      const [partition, offset, attempt, op, delayMs] = items[index] as SettleItem;
       try {
         const slot = this.#slots[partition];
         if (slot === undefined) throw new SluiceError('UNKNOWN_DELIVERY', `${this.topic} has no partition ${partition}`);
@@ -149,11 +151,14 @@ export class Subscription {
           const outcome = op === SettleOp.Reject ? state.reject(offset, attempt) : state.nack(offset, attempt, now, delayMs);
           if (outcome === 'dead-letter') this.#deadLetters.push({ slot, offset, attempts: attempt, reason: op === SettleOp.Reject ? 'rejected' : 'max-deliveries' });
         }
-        this.#dirty.add(partition);
+        if (partition !== dirty) {
+          this.#dirty.add(partition);
+          dirty = partition;
+        }
       } catch (err) {
         errors.push([index, toErrorBody(isSluiceError(err) ? err : new SluiceError('UNKNOWN', undefined, { cause: err }))]);
       }
-    });
+    }
     const pumped = this.pump();
     if (receipt) {
       await pumped;
@@ -209,12 +214,14 @@ export class Subscription {
       if (expired.length > 0) this.#dirty.add(slot.partition);
     }
     await this.#writeDeadLetters();
+    // Deliver what is buffered before reading ahead: the read (I/O) is not on a delivery's path.
+    // What it finds goes out in the next round, which it asks for.
+    await this.#deliver(now);
     await Promise.all(this.#slots.map(async (slot) => {
       if (slot.state.buffered < READ_AHEAD && slot.feed.hasUnread(slot.state)) {
         if (await slot.feed.fill(slot.state)) this.#again = true;
       }
     }));
-    await this.#deliver(now);
     const wake = Math.min(...this.#slots.map((s) => s.state.nextWakeAt() ?? Infinity));
     this.#schedule(wake);
   }
@@ -243,10 +250,23 @@ export class Subscription {
   }
 
   async #send(c: Consumer, slot: PartitionSlot, deliveries: readonly Delivery[]): Promise<void> {
-    const offsets = deliveries.map((d) => d.offset).sort((a, b) => a - b);
-    const attempts = new Map(deliveries.map((d) => [d.offset, d.attempt]));
+    // In offset order: take() hands out redeliveries first, each kind ascending.
+    let ordered = deliveries;
+    for (let i = 1; i < deliveries.length; i++) {
+      if ((deliveries[i] as Delivery).offset < (deliveries[i - 1] as Delivery).offset) {
+        ordered = [...deliveries].sort((a, b) => a.offset - b.offset);
+        break;
+      }
+    }
+    const offsets = new Array<number>(ordered.length);
+    const attempts = new Array<number>(ordered.length);
+    for (let i = 0; i < ordered.length; i++) {
+      const d = ordered[i] as Delivery;
+      offsets[i] = d.offset;
+      attempts[i] = d.attempt;
+    }
     const records = await slot.feed.batchesFor(offsets);
-    const body = { consumerId: c.id, topic: this.topic, partition: slot.partition, records, offsets, attempts: offsets.map((o) => attempts.get(o) as number) };
+    const body = { consumerId: c.id, topic: this.topic, partition: slot.partition, records, offsets, attempts };
     if (!this.#consumers.has(c.id) || !c.session.push(Opcode.Deliver, body)) {
       // The consumer left (or its connection cannot take more): hand the messages back at once.
       this.removeConsumer(c.id, true);
@@ -326,6 +346,34 @@ export class Subscription {
       oldest,
     };
   }
+
+  // ---- Transactions (broker/txn/coordinator.ts): acks staged by TxnSettle, applied at commit ----
+
+  /**
+   * Throws STALE_ACK or UNKNOWN_DELIVERY unless every [partition, offset, attempt] is still the
+   * current attempt of its offset; settles nothing. An in-flight delivery's deadline moves on, as
+   * for InProgress: the transaction holding its ack is working on it.
+   */
+  checkTxnAcks(items: readonly (readonly [number, number, number])[], now: number): void {
+    for (const [partition, offset, attempt] of items) this.#txnSlot(partition, offset, attempt).state.inProgress(offset, attempt, now);
+  }
+
+  /** Acks them all; call right after checkTxnAcks passed for them, in the same tick, so none fails. */
+  applyTxnAcks(items: readonly (readonly [number, number, number])[]): void {
+    for (const [partition, offset, attempt] of items) {
+      this.#txnSlot(partition, offset, attempt).state.ack(offset, attempt);
+      this.#dirty.add(partition);
+    }
+    void this.pump();
+  }
+
+  #txnSlot(partition: number, offset: number, attempt: number): PartitionSlot {
+    const slot = this.#slots[partition];
+    if (slot === undefined) throw new SluiceError('UNKNOWN_DELIVERY', `${this.topic} has no partition ${partition}`, { details: { partition, offset, attempt } });
+    return slot;
+  }
+
+  // ---- end of transactions ----
 
   close(): void {
     this.#closed = true;

@@ -33,6 +33,18 @@ export interface IdempotentAppendResult extends AppendOffsets {
   readonly duplicate?: true;
 }
 
+/**
+ * The producer state of each open log, for readers handed only the log (the push feed,
+ * broker/push/partition-feed.ts, which must read below the last stable offset and skip aborted
+ * transactions). Weak: a log and its state go away together.
+ */
+const byLog = new WeakMap<PartitionLog, PartitionProducers>();
+
+/** The producer state of an open log, if it has one (logs opened outside the broker have none). */
+export function producerStateOf(log: PartitionLog): ProducerStateTable | undefined {
+  return byLog.get(log)?.table;
+}
+
 export class PartitionProducers {
   readonly #log: PartitionLog;
   readonly #table: ProducerStateTable;
@@ -48,6 +60,7 @@ export class PartitionProducers {
     this.#table = table;
     this.#config = config;
     this.#coveredOffset = coveredOffset;
+    byLog.set(log, this);
   }
 
   /**
@@ -197,6 +210,7 @@ export class PartitionProducers {
 
   /** The partition is going away (topic deleted): stop, write nothing more. */
   async discard(): Promise<void> {
+    if (byLog.get(this.#log) === this) byLog.delete(this.#log);
     this.#stop.abort();
     await this.#snapshotting;
   }

@@ -88,6 +88,24 @@ export class ProducerIds {
     }
   }
 
+  /** The transactional id `producerId` is bound to now, if any (a plain idempotent id has none). */
+  transactionalIdOf(producerId: number): string | undefined {
+    return this.#transactional.get(producerId)?.transactionalId;
+  }
+
+  /**
+   * The transaction coordinator moved a transactional id to a new producer id or epoch (the bump
+   * that ends each transaction), already durable in SQLite: from now on only that pair may write.
+   */
+  rebound(transactionalId: string, previousProducerId: number, producerId: number, producerEpoch: number): void {
+    if (previousProducerId !== producerId) {
+      this.#transactional.delete(previousProducerId);
+      this.#retired.add(previousProducerId);
+    }
+    this.#transactional.set(producerId, { transactionalId, epoch: producerEpoch });
+    this.#nextProducerId = Math.max(this.#nextProducerId, producerId + 1);
+  }
+
   /** The current binding of a transactional id (for the transaction coordinator). */
   transactionalId(transactionalId: string): TransactionalIdRecord | undefined {
     return this.#store.getTransactionalId(transactionalId);

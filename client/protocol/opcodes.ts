@@ -29,6 +29,9 @@ export const Opcode = {
   DescribeSubscription: 0x46,
   DeleteSubscription: 0x47,
   InitProducer: 0x50,
+  TxnCommitOffsets: 0x51,
+  TxnSettle: 0x52,
+  EndTxn: 0x53,
 } as const;
 
 export type OpcodeName = keyof typeof Opcode;

@@ -123,6 +123,44 @@ describe('PushConsumer', () => {
   });
 });
 
+describe('PushConsumer decoding', () => {
+  it('delivers slices of large batches exactly: keys, values, headers and offsets, also for redeliveries in between', async () => {
+    const { conn } = await setup('slices', []);
+    const batches = [60, 1, 45];
+    let base = 0;
+    const expected: Array<{ offset: number; key: string | undefined; value: unknown; header: string }> = [];
+    for (const n of batches) {
+      const messages = Array.from({ length: n }, (_, i) => ({
+        ...(i % 3 === 0 ? {} : { key: `k${(base + i) % 5}` }),
+        value: i % 2 === 0 ? { n: base + i } : `v${base + i}`,
+        headers: { seq: String(base + i) },
+      }));
+      expect(await produceRaw(conn, 'slices', 0, messages)).toBe(base);
+      messages.forEach((m, i) => expected.push({ offset: base + i, key: m.key, value: m.value, header: String(base + i) }));
+      base += n;
+    }
+    const c = consumer(conn, 'slices', 'slices-sub', { prefetch: 7, create: { ackWaitMs: 30_000 } });
+    const seen = new Map<number, { key: string | undefined; value: unknown; header: string }>();
+    let nacked = 0;
+    while (seen.size < expected.length) {
+      const [m] = await take(c, 1);
+      if (m === undefined) break;
+      // Every 10th first attempt is nacked, so redeliveries share Deliver frames with new offsets.
+      if (m.attempt === 1 && m.offset % 10 === 0) {
+        nacked++;
+        await m.nack();
+        continue;
+      }
+      expect(seen.has(m.offset)).toBe(false);
+      seen.set(m.offset, { key: m.key?.toString('utf8'), value: m.value, header: headerText(m).seq ?? '' });
+      await m.ack();
+    }
+    expect(nacked).toBe(11);
+    expect([...seen].sort((a, b) => a[0] - b[0]).map(([offset, m]) => ({ offset, ...m }))).toEqual(expected);
+    expect(await conn.request('DescribeSubscription', { subscription: 'slices-sub' })).toMatchObject({ pending: 0, inFlight: 0 });
+  });
+});
+
 describe('PushConsumer settlement', () => {
   it('sends the settlements of one tick in one Settle request, each promise with its own result', async () => {
     const { conn } = await setup('batch', Array.from({ length: 5 }, (_, i) => ({ value: `m${i}` })));
@@ -325,6 +363,20 @@ describe('PushConsumer flow control and lifecycle', () => {
     expect(got.filter((m) => m.redelivered).map((m) => m.offset).sort()).toEqual([0, 1, 2, 3, 4]); // the whole prefetch went out
     await Promise.all(got.map((m) => m.ack()));
     expect(await conn.request('DescribeSubscription', { subscription: 'kill-sub' })).toMatchObject({ pending: 0 });
+  });
+
+  it('deleting the topic of a subscription with unsaved state leaves the broker serving', async () => {
+    const { b, conn } = await setup('gone', Array.from({ length: 20 }, (_, i) => ({ value: i })));
+    const c = consumer(conn, 'gone', 'gone-sub', { prefetch: 20 });
+    const got = await take(c, 20);
+    await Promise.all(got.map((m) => m.ack())); // saved within the flush interval, not at once
+    await c.close();
+    await conn.request('DeleteTopic', { topic: 'gone' });
+    await sleep(250); // past two flush intervals: the subscription's rows went with the topic
+    expect((await conn.request('ListTopics', {})).topics.map((t) => t.topic)).not.toContain('gone');
+    expect(b.address).toBeTruthy();
+    await conn.request('CreateTopic', { topic: 'gone', partitions: 1 });
+    expect((await conn.request('ListSubscriptions', {})).subscriptions.map((x) => x.subscription)).not.toContain('gone-sub');
   });
 
   it('subscribes again after a reconnect; settles of the old consumer fail with UNKNOWN_CONSUMER', async () => {

@@ -1,28 +1,41 @@
-import { bin, fields, int, list } from '../shape.js';
+import { bin, fields, int, list, oneOf } from '../shape.js';
 import { offsetSpec, optError, topicPartition, type MaybeError, type OffsetSpec, type TopicPartition } from './common.js';
 
 /**
  * Fetch (0x21): a long poll over one or more partitions.
  *
- *   request  = { maxWaitMs: int, minBytes: int, maxBytes: int,
+ *   request  = { maxWaitMs: int, minBytes: int, maxBytes: int, isolation?: 'read_uncommitted' | 'read_committed',
  *                partitions: [{ topic, partition, offset, maxBytes? }] }
- *   response = { partitions: [{ topic, partition, highWatermark, logStartOffset, records: bin, error?: Error }] }
+ *   response = { partitions: [{ topic, partition, highWatermark, lastStableOffset, logStartOffset,
+ *                               nextOffset, records: bin, error?: Error }] }
  *
  * The broker answers at once when the partitions together have at least `minBytes` readable at
- * the given offsets; otherwise it parks the request until an append makes that true or
- * `maxWaitMs` passes, then answers with whatever there is (possibly nothing). `records` holds
- * whole record batches back to back, as stored; the first may begin before `offset` (skip
- * records below it). Each partition returns at least one whole batch if any is readable, even
- * one larger than its `maxBytes`, so a big batch can never wedge a consumer.
+ * the given offsets; otherwise it parks the request until an append (or a transaction marker)
+ * makes that true or `maxWaitMs` passes, then answers with whatever there is (possibly nothing).
+ * `records` holds whole record batches back to back, as stored; the first may begin before
+ * `offset` (skip records below it). Each partition returns at least one whole batch if any is
+ * readable, even one larger than its `maxBytes`, so a big batch can never wedge a consumer.
+ *
+ * Control batches (transaction markers) are never returned. `read_committed` (default
+ * `read_uncommitted`) reads only below `lastStableOffset` (the first offset of the oldest open
+ * transaction, else the high watermark) and leaves out batches of aborted transactions.
+ * `nextOffset` is where the next Fetch of the partition continues: past the last batch the
+ * broker examined, returned or left out, so a consumer moves past left-out batches even when
+ * `records` is empty.
  *
  * ListOffsets (0x22): where a position is.
  *
- *   request  = { partitions: [{ topic, partition, at: 'earliest' | 'latest' | timestampMs }] }
+ *   request  = { isolation?, partitions: [{ topic, partition, at: 'earliest' | 'latest' | timestampMs }] }
  *   response = { partitions: [{ topic, partition, offset, error?: Error }] }
  *
- * `latest` is the offset the next message will get; a timestamp gives the first offset whose
- * batch has a timestamp at or after it, or the latest offset if there is none.
+ * `latest` is the offset the next message will get (read_committed: the last stable offset); a
+ * timestamp gives the first offset whose batch has a timestamp at or after it, or the latest
+ * offset if there is none.
  */
+export type IsolationLevel = 'read_uncommitted' | 'read_committed';
+
+export const ISOLATION_LEVELS: readonly IsolationLevel[] = ['read_uncommitted', 'read_committed'];
+
 export interface FetchPartition extends TopicPartition {
   readonly offset: number;
   readonly maxBytes?: number;
@@ -32,12 +45,18 @@ export interface FetchRequest {
   readonly maxWaitMs: number;
   readonly minBytes: number;
   readonly maxBytes: number;
+  /** Default read_uncommitted. */
+  readonly isolation?: IsolationLevel;
   readonly partitions: readonly FetchPartition[];
 }
 
 export interface FetchedPartition extends TopicPartition, MaybeError {
   readonly highWatermark: number;
+  /** read_committed readers see offsets below this only. -1 on error. */
+  readonly lastStableOffset: number;
   readonly logStartOffset: number;
+  /** Where the next Fetch of this partition continues (the requested offset when nothing was examined or on error). */
+  readonly nextOffset: number;
   readonly records: Buffer;
 }
 
@@ -46,6 +65,8 @@ export interface FetchResponse {
 }
 
 export interface ListOffsetsRequest {
+  /** Default read_uncommitted; read_committed makes `latest` the last stable offset. */
+  readonly isolation?: IsolationLevel;
   readonly partitions: readonly (TopicPartition & { readonly at: OffsetSpec })[];
 }
 
@@ -61,10 +82,12 @@ const MAX_WAIT_MS = 300_000;
 
 export function parseFetchRequest(body: unknown): FetchRequest {
   const o = fields(body, 'Fetch');
+  const isolation = oneOf(o, 'isolation', 'Fetch', ISOLATION_LEVELS, 'read_uncommitted');
   return {
     maxWaitMs: int(o, 'maxWaitMs', 'Fetch', { min: 0, max: MAX_WAIT_MS }),
     minBytes: int(o, 'minBytes', 'Fetch', { min: 0 }),
     maxBytes: int(o, 'maxBytes', 'Fetch', { min: 1 }),
+    ...(isolation === 'read_committed' ? { isolation } : {}),
     partitions: list(o, 'partitions', 'Fetch', (v, path) => {
       const p = fields(v, path);
       const maxBytes = p['maxBytes'] === undefined || p['maxBytes'] === null ? undefined : int(p, 'maxBytes', path, { min: 1 });
@@ -81,7 +104,9 @@ export function parseFetchResponse(body: unknown): FetchResponse {
       return {
         ...topicPartition(p, path),
         highWatermark: int(p, 'highWatermark', path),
+        lastStableOffset: int(p, 'lastStableOffset', path),
         logStartOffset: int(p, 'logStartOffset', path),
+        nextOffset: int(p, 'nextOffset', path),
         records: bin(p, 'records', path),
         ...(error ? { error } : {}),
       };
@@ -90,8 +115,11 @@ export function parseFetchResponse(body: unknown): FetchResponse {
 }
 
 export function parseListOffsetsRequest(body: unknown): ListOffsetsRequest {
+  const o = fields(body, 'ListOffsets');
+  const isolation = oneOf(o, 'isolation', 'ListOffsets', ISOLATION_LEVELS, 'read_uncommitted');
   return {
-    partitions: list(fields(body, 'ListOffsets'), 'partitions', 'ListOffsets', (v, path) => {
+    ...(isolation === 'read_committed' ? { isolation } : {}),
+    partitions: list(o, 'partitions', 'ListOffsets', (v, path) => {
       const p = fields(v, path);
       return { ...topicPartition(p, path), at: offsetSpec(p, 'at', path) };
     }, 4_096),

@@ -8,6 +8,7 @@ import * as f from './fetch.js';
 import * as g from './groups.js';
 import * as u from './push.js';
 import * as pr from './producer.js';
+import * as tx from './transactions.js';
 
 export * from './hello.js';
 export * from './ping.js';
@@ -19,6 +20,7 @@ export * from './fetch.js';
 export * from './groups.js';
 export * from './push.js';
 export * from './producer.js';
+export * from './transactions.js';
 
 type Empty = Record<string, never>;
 
@@ -50,6 +52,9 @@ export interface Api {
   DescribeSubscription: { request: u.SubscriptionRef; response: u.SubscriptionDescription };
   DeleteSubscription: { request: u.SubscriptionRef; response: u.SubscriptionRef };
   InitProducer: { request: pr.InitProducerRequest; response: pr.InitProducerResponse };
+  TxnCommitOffsets: { request: tx.TxnCommitOffsetsRequest; response: Empty };
+  TxnSettle: { request: tx.TxnSettleRequest; response: Empty };
+  EndTxn: { request: tx.EndTxnRequest; response: tx.EndTxnResponse };
 }
 
 export type ApiName = keyof Api;
@@ -81,4 +86,7 @@ export const parsers: { readonly [K in ApiName]: { request(body: unknown): Reque
   DescribeSubscription: { request: u.parseSubscriptionRef, response: u.parseDescribeSubscriptionResponse },
   DeleteSubscription: { request: u.parseSubscriptionRef, response: u.parseSubscriptionRef },
   InitProducer: { request: pr.parseInitProducerRequest, response: pr.parseInitProducerResponse },
+  TxnCommitOffsets: { request: tx.parseTxnCommitOffsetsRequest, response: t.parseEmpty },
+  TxnSettle: { request: tx.parseTxnSettleRequest, response: t.parseEmpty },
+  EndTxn: { request: tx.parseEndTxnRequest, response: tx.parseEndTxnResponse },
 };

@@ -4,27 +4,32 @@ import type { OffsetCommit } from './groups.js';
 import { MAX_TRANSACTIONAL_ID_LENGTH } from './producer.js';
 
 /**
- * Transactions (docs/semantics.md, "Exactly-once"). A transactional producer (InitProducer with
- * a transactionalId) writes batches with the TRANSACTIONAL attribute; the first such batch to a
- * partition makes it part of the open transaction. Consumed input joins the same transaction:
+ * Transactions (docs/protocol.md, "Transactions"; docs/semantics.md, "Exactly-once"). A
+ * transactional producer (InitProducer with a transactionalId) writes batches with the
+ * TRANSACTIONAL attribute; its first such batch to a partition, or its first staged offsets or
+ * acks, begins a transaction, and the first batch to each partition adds that partition to it.
+ * Consumed input joins the same transaction:
  *
  *   TxnCommitOffsets (0x51) request  = { transactionalId, producerId, producerEpoch,
  *                                        groupId, memberId?, memberEpoch, offsets: [{ topic, partition, offset, metadata? }] }
  *                           response = {}
  *       Stages a consumer group's offsets; they are committed only if the transaction commits.
+ *       The group checks the member (epoch, assignment) now, as for CommitOffsets.
  *   TxnSettle        (0x52) request  = { transactionalId, producerId, producerEpoch, consumerId,
  *                                        items: [[partition, offset, attempt]] }
  *                           response = {}
- *       Stages acks of push deliveries; applied only if the transaction commits. If one of them
- *       was superseded by then (its ack deadline passed and it was redelivered), the commit
- *       aborts the transaction instead (TRANSACTION_ABORTED): the input is redelivered and the
- *       output never becomes visible.
+ *       Stages acks of push deliveries (consumerId: a consumer on this connection); applied only
+ *       if the transaction commits. If one of them was superseded by then (its ack deadline
+ *       passed and it was redelivered), the commit aborts the transaction instead
+ *       (TRANSACTION_ABORTED): the input is redelivered and the output never becomes visible.
  *   EndTxn           (0x53) request  = { transactionalId, producerId, producerEpoch, commit: bool }
- *                           response = { producerEpoch }
+ *                           response = { producerId, producerEpoch }
  *       Commits or aborts: control markers go into every partition of the transaction, staged
  *       offsets and acks are applied or dropped. The epoch is bumped for every transaction, so a
  *       delayed request of an ended transaction can never touch the next one (PRODUCER_FENCED):
- *       the producer continues with the returned epoch and sequence numbers from 0.
+ *       the producer continues with the returned id and epoch (the id changes only when the
+ *       epoch runs out, after 32767) and sequence numbers from 0. A TRANSACTION_ABORTED error
+ *       carries the same two in its details.
  *
  * Fetch with `isolation: 'read_committed'` returns data only below each partition's last stable
  * offset (the first offset of the oldest open transaction) and never batches of aborted
@@ -99,6 +104,12 @@ export function parseEndTxnRequest(body: unknown): EndTxnRequest {
   return { ...identity(o, 'EndTxn'), commit: bool(o, 'commit', 'EndTxn', false) };
 }
 
-export function parseEndTxnResponse(body: unknown): { readonly producerEpoch: number } {
-  return { producerEpoch: int(fields(body, 'EndTxnResponse'), 'producerEpoch', 'EndTxnResponse', { min: 0, max: 32_767 }) };
+export interface EndTxnResponse {
+  readonly producerId: number;
+  readonly producerEpoch: number;
+}
+
+export function parseEndTxnResponse(body: unknown): EndTxnResponse {
+  const o = fields(body, 'EndTxnResponse');
+  return { producerId: int(o, 'producerId', 'EndTxnResponse', { min: 0 }), producerEpoch: int(o, 'producerEpoch', 'EndTxnResponse', { min: 0, max: 32_767 }) };
 }

@@ -60,7 +60,7 @@ describe('schema and migrations', () => {
     const tables = inspect((db) =>
       db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name`).pluck().all(),
     );
-    expect(tables).toEqual(['group_offsets', 'producer_ids', 'subscription_partitions', 'subscriptions', 'topics', 'transactional_ids']);
+    expect(tables).toEqual(['group_offsets', 'producer_ids', 'subscription_partitions', 'subscriptions', 'topics', 'transactional_ids', 'transactions']);
   });
 
   it('reopening is idempotent and keeps the data', () => {

@@ -186,6 +186,8 @@ class Offer implements Cmd {
     readonly gaps: readonly number[],
     readonly keys: ReadonlyArray<string | null>,
     readonly append = true,
+    /** With ordering 'partition', offer through offerRanges (what the dispatcher does) instead. */
+    readonly asRanges = false,
   ) {}
   check = () => true;
   run(m: Model, r: Real): void {
@@ -210,7 +212,15 @@ class Offer implements Cmd {
       batch.push(msg);
     }
     if (batch.length === 0) return;
-    r.s.offer(batch.map(({ offset, key }) => ({ offset, key })));
+    if (this.asRanges && m.opts.ordering === 'partition') {
+      const ranges: Array<[number, number]> = [];
+      for (const { offset } of batch) {
+        const tail = ranges[ranges.length - 1];
+        if (tail !== undefined && tail[1] === offset) tail[1] = offset + 1;
+        else ranges.push([offset, offset + 1]);
+      }
+      r.s.offerRanges(ranges);
+    } else r.s.offer(batch.map(({ offset, key }) => ({ offset, key })));
     for (const msg of batch) {
       if (msg.state !== 'unoffered') continue; // settled (skipped) or dead (stays dead)
       if (msg.count === 0) msg.state = 'buffered';
@@ -226,7 +236,7 @@ class Offer implements Cmd {
     m.readPosition = r.s.readPosition;
     checkInvariants(m, r);
   }
-  toString = () => `Offer(${this.n}, gaps [${this.gaps.join(',')}], keys [${this.keys.join(',')}]${this.append ? '' : ', no append'})`;
+  toString = () => `Offer(${this.n}, gaps [${this.gaps.join(',')}], keys [${this.keys.join(',')}]${this.append ? '' : ', no append'}${this.asRanges ? ', as ranges' : ''})`;
 }
 
 class Take implements Cmd {
@@ -450,8 +460,8 @@ function settleArb(op: Op): fc.Arbitrary<Cmd> {
 
 const commands: Array<fc.Arbitrary<Cmd>> = [
   fc
-    .tuple(fc.integer({ min: 1, max: 5 }), fc.array(fc.constantFrom(0, 0, 0, 1, 2), { minLength: 1, maxLength: 5 }), fc.array(fc.constantFrom(...KEYS), { minLength: 1, maxLength: 5 }))
-    .map(([n, gaps, keys]) => new Offer(n, gaps, keys)),
+    .tuple(fc.integer({ min: 1, max: 5 }), fc.array(fc.constantFrom(0, 0, 0, 1, 2), { minLength: 1, maxLength: 5 }), fc.array(fc.constantFrom(...KEYS), { minLength: 1, maxLength: 5 }), fc.boolean())
+    .map(([n, gaps, keys, asRanges]) => new Offer(n, gaps, keys, true, asRanges)),
   fc.tuple(consumerArb, fc.integer({ min: 0, max: 4 })).map(([c, max]) => new Take(c, max)),
   fc.tuple(consumerArb, fc.integer({ min: 0, max: 4 })).map(([c, max]) => new Take(c, max)),
   settleArb('ack'),

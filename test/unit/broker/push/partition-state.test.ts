@@ -84,6 +84,23 @@ describe('PartitionDeliveryState: offer and take', () => {
     expect(s.buffered).toBe(2);
   });
 
+  it('offerRanges offers every offset of its ranges, as offer() would, and refuses ranges out of order', () => {
+    const persisted: PersistedPartitionState = { ackFloor: 10, acked: [[12, 14], [20, 22]], deliveryCounts: [[11, 2], [16, 1]] };
+    const a = state({}, persisted);
+    const b = state({}, persisted);
+    a.offer(plain(10, 11, 12, 13, 15, 16, 17, 18));
+    b.offerRanges([[10, 14], [15, 19]]);
+    expect(b.readPosition).toBe(a.readPosition);
+    expect(b.snapshot()).toEqual(a.snapshot());
+    expect(b.stats()).toEqual(a.stats());
+    expect(b.take(100, 'c', 0)).toEqual(a.take(100, 'c', 0));
+    expect(() => b.offerRanges([[18, 30]])).toThrow(/does not follow/);
+    expect(() => b.offerRanges([[30, 32], [31, 33]])).toThrow(/does not follow/);
+    expect(() => b.offerRanges([[30, 30]])).toThrow(/does not follow/);
+    b.offerRanges([]);
+    expect(b.readPosition).toBe(a.readPosition); // a refused or empty offer changes nothing
+  });
+
   it('hands out due redeliveries before new messages, lowest offset first', () => {
     const s = state();
     s.offer(plain(0, 1, 2, 3, 4));
@@ -538,6 +555,17 @@ describe('PartitionDeliveryState: options and scale', () => {
       expectCode(() => state(bad), 'INVALID_CONFIG');
     }
     expect(() => state({ maxDeliveries: Infinity })).not.toThrow();
+  });
+
+  it('keeps a held delivery\'s deadline while the stale ones of settled deliveries are pruned behind it', () => {
+    const s = state();
+    const n = 50_000;
+    s.offerRanges([[0, n]]);
+    const stuck = s.take(1, 'slow', 0);
+    for (let now = 0; s.buffered > 0; now++) for (const d of s.take(1_000, 'fast', now)) s.ack(d.offset, d.attempt);
+    expect(stuck).toHaveLength(1);
+    expect(s.nextWakeAt()).toBe(ACK_WAIT); // the held one's deadline is still the earliest
+    expect(s.expire(ACK_WAIT)).toEqual([{ offset: 0, attempt: 1, consumerId: 'slow', outcome: 'requeued' }]);
   });
 
   it('keeps the snapshot small while one message holds the floor', () => {
