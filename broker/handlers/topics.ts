@@ -1,3 +1,4 @@
+import { SluiceError } from '../../client/protocol/errors.js';
 import type { HandlerTable } from './handler.js';
 import type { Services } from './services.js';
 
@@ -8,6 +9,10 @@ export function topicHandlers(s: Services): Pick<HandlerTable, 'CreateTopic' | '
       return { topic: record.name, partitions: record.partitions };
     },
     async DeleteTopic(req) {
+      const users = s.push.deadLetterUsers(req.topic);
+      if (users.length > 0) {
+        throw new SluiceError('INVALID_REQUEST', `topic ${req.topic} is the dead-letter topic of subscription ${users.join(', ')}; delete those first`, { details: { subscriptions: users } });
+      }
       await s.topics.delete(req.topic);
       s.push.dropTopic(req.topic);
       return { topic: req.topic };

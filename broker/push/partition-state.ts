@@ -366,6 +366,21 @@ export class PartitionDeliveryState {
     }
   }
 
+  /**
+   * Retention deleted the log below `offset`: whatever of it is still unsettled can never be
+   * delivered again, so it is settled. Returns how many offsets that settled.
+   */
+  settleBelow(offset: number): number {
+    let settled = 0;
+    for (const e of [...this.#entries.values()]) {
+      if (e.offset < offset && e.state !== 'settled') {
+        this.#settle(e, 'ack');
+        settled++;
+      }
+    }
+    return settled;
+  }
+
   /** Offsets waiting for the dispatcher to dead-letter them, ascending. */
   pendingDeadLetters(): number[] {
     return [...this.#dead].map((e) => e.offset).sort((a, b) => a - b);

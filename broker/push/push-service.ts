@@ -55,7 +55,13 @@ export class PushService {
   async openAll(): Promise<void> {
     for (const record of this.#store.listSubscriptions()) {
       if (this.#topics.get(record.topic) === undefined) continue;
-      await this.#open(record.name, record.topic, JSON.parse(record.config) as SubscriptionConfig, record.dlqCheckpoint);
+      try {
+        await this.#open(record.name, record.topic, JSON.parse(record.config) as SubscriptionConfig, record.dlqCheckpoint);
+      } catch (err) {
+        // One broken subscription (e.g. its dead-letter topic is unavailable) must not keep the
+        // broker from starting; it stays closed until fixed, and says why.
+        this.#log.error({ err, subscription: record.name }, 'subscription could not be opened; it is unavailable until fixed');
+      }
     }
   }
 
@@ -106,6 +112,11 @@ export class PushService {
     const sub = this.#require(name);
     this.#close(sub);
     this.#store.deleteSubscription(name);
+  }
+
+  /** Subscriptions that dead-letter into `topic`, which therefore must not be deleted. */
+  deadLetterUsers(topic: string): string[] {
+    return [...this.#subscriptions.values()].filter((s) => s.config.deadLetterTopic === topic && s.topic !== topic).map((s) => s.name);
   }
 
   /** The topic is gone (its subscriptions went with it in SQLite): forget them here too. */

@@ -124,7 +124,7 @@ export class Subscription {
       for (const r of slot.state.release(consumerId, now)) {
         if (r.outcome === 'dead-letter') this.#deadLetters.push({ slot, offset: r.offset, attempts: this.config.maxDeliveries, reason: 'max-deliveries' });
       }
-      this.#dirty.add(slot.partition);
+      this.#markDirty(slot.partition);
     }
     void this.pump();
   }
@@ -211,7 +211,9 @@ export class Subscription {
     for (const slot of this.#slots) {
       const expired = slot.state.expire(now);
       for (const e of expired) if (e.outcome === 'dead-letter') this.#deadLetters.push({ slot, offset: e.offset, attempts: e.attempt, reason: 'max-deliveries' });
-      if (expired.length > 0) this.#dirty.add(slot.partition);
+      // Retention removed messages this subscription never settled: they cannot come back.
+      const lost = slot.state.ackFloor < slot.feed.log.startOffset ? slot.state.settleBelow(slot.feed.log.startOffset) : 0;
+      if (expired.length > 0 || lost > 0) this.#markDirty(slot.partition);
     }
     await this.#writeDeadLetters();
     // Deliver what is buffered before reading ahead: the read (I/O) is not on a delivery's path.
@@ -242,7 +244,8 @@ export class Subscription {
         if (deliveries.length === 0) continue;
         room -= deliveries.length;
         c.credit -= deliveries.length;
-        this.#dirty.add(slot.partition);
+        // Delivery counts are state too: maxDeliveries must hold across a restart.
+        this.#markDirty(slot.partition);
         sends.push(this.#send(c, slot, deliveries));
       }
     }
@@ -265,7 +268,15 @@ export class Subscription {
       offsets[i] = d.offset;
       attempts[i] = d.attempt;
     }
-    const records = await slot.feed.batchesFor(offsets);
+    let records: Buffer;
+    try {
+      records = await slot.feed.batchesFor(offsets);
+    } catch (err) {
+      // Not sent (e.g. retention removed the data meanwhile): the credit was not used. The
+      // deliveries expire, or are settled by settleBelow, in a later round.
+      c.credit += ordered.length;
+      throw err;
+    }
     const body = { consumerId: c.id, topic: this.topic, partition: slot.partition, records, offsets, attempts };
     if (!this.#consumers.has(c.id) || !c.session.push(Opcode.Deliver, body)) {
       // The consumer left (or its connection cannot take more): hand the messages back at once.
@@ -281,13 +292,25 @@ export class Subscription {
       const record = recordAt(await job.slot.feed.batchesFor([job.offset]), job.offset);
       if (record !== undefined) {
         const origin = { subscription: this.name, topic: this.topic, partition: job.slot.partition, offset: job.offset, attempts: job.attempts, reason: job.reason };
-        await this.#deps.deadLetterLog.append(deadLetterBatch(record, origin));
+        try {
+          await this.#deps.deadLetterLog.append(deadLetterBatch(record, origin));
+        } catch (err) {
+          // Not written: keep the job, so the next round tries again; never settle unwritten.
+          this.#deadLetters.unshift(job);
+          throw err;
+        }
       }
       job.slot.state.deadLettered(job.offset);
       this.#dirty.add(job.slot.partition);
       // Saved at once: a crash before this save is what dead-letters.ts's recovery scan covers.
       await this.#deps.persist(true);
     }
+  }
+
+  /** Marks a partition's state changed and asks for it to be saved within the flush interval. */
+  #markDirty(partition: number): void {
+    this.#dirty.add(partition);
+    void this.#deps.persist(false);
   }
 
   #schedule(at: number): void {

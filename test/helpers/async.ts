@@ -9,9 +9,9 @@ export async function rejection(p: Promise<unknown>): Promise<unknown> {
 }
 
 /** Waits until `done()` holds, checking every 10 ms; throws after `timeoutMs`. */
-export async function until(done: () => boolean, timeoutMs = 5_000): Promise<void> {
+export async function until(done: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!done()) {
+  while (!(await done())) {
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 10));
   }

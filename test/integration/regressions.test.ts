@@ -12,7 +12,7 @@ import type { BrokerOptions } from '../../broker/config.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { produceRaw } from '../helpers/produce.js';
 import { tempDir } from '../helpers/temp-dir.js';
-import { rejection } from '../helpers/async.js';
+import { rejection, until } from '../helpers/async.js';
 
 /** Each test here is named after a bug that was found and fixed; it keeps the bug fixed. */
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -125,6 +125,51 @@ describe('regressions', () => {
     expect(settled.errors).toEqual([]);
     const d = await conn.request('DescribeSubscription', { subscription: 'keep-s' });
     expect([d.pending, d.inFlight]).toEqual([0, 0]);
+  });
+
+  it('push delivery counts survive a restart, so maxDeliveries holds across it', async () => {
+    const dir = tempDir();
+    const first = await setup({}, dir);
+    await first.conn.request('CreateTopic', { topic: 'count' });
+    await produceRaw(first.conn, 'count', 0, [{ value: 'poison' }]);
+    const seen: number[] = [];
+    first.conn.onPush(Opcode.Deliver, (body) => seen.push(...parseDeliverPush(body).attempts));
+    await first.conn.request('Subscribe', { subscription: 'count-s', topic: 'count', prefetch: 1, create: { start: 'earliest', maxDeliveries: 3 } });
+    await until(() => seen.length === 1);
+    first.conn.destroy(); // released: that delivery counted
+    await new Promise((r) => setTimeout(r, 50));
+    await first.b.close();
+    const again = await startBroker({ port: 0, dataDir: dir.path, logger: new MemoryLogger() });
+    cleanups.push(() => again.close());
+    const conn = await Connection.connect({ broker: again.address });
+    cleanups.push(() => conn.destroy());
+    const attempts: number[] = [];
+    conn.onPush(Opcode.Deliver, (body) => attempts.push(...parseDeliverPush(body).attempts));
+    await conn.request('Subscribe', { subscription: 'count-s', topic: 'count', prefetch: 1 });
+    await until(() => attempts.length === 1);
+    expect(attempts).toEqual([2]);
+  });
+
+  it('a topic another subscription dead-letters into cannot be deleted', async () => {
+    const { conn } = await setup();
+    await conn.request('CreateTopic', { topic: 'src' });
+    await conn.request('Subscribe', { subscription: 'src-s', topic: 'src', prefetch: 1 });
+    const err = await rejection(conn.request('DeleteTopic', { topic: 'src.dlq' }));
+    expect(hasCode(err, 'INVALID_REQUEST')).toBe(true);
+    expect((err as Error).message).toMatch(/dead-letter topic of subscription src-s/);
+  });
+
+  it('messages retention deleted before they were settled stop counting as pending', async () => {
+    const { conn } = await setup({ retentionCheckIntervalMs: 50 });
+    await conn.request('CreateTopic', { topic: 'ret', segmentBytes: 1024, retentionBytes: 1024 });
+    await conn.request('Subscribe', { subscription: 'ret-s', topic: 'ret', prefetch: 1, create: { start: 'earliest', ackWaitMs: 60_000 } });
+    for (let i = 0; i < 40; i++) await produceRaw(conn, 'ret', 0, [{ value: 'x'.repeat(200) }]);
+    const start = async (): Promise<number> => (await conn.request('DescribeTopic', { topic: 'ret' })).partitions[0]?.startOffset ?? 0;
+    await until(async () => (await start()) > 10, 5_000);
+    await until(async () => {
+      const d = await conn.request('DescribeSubscription', { subscription: 'ret-s' });
+      return (d.partitions[0]?.ackFloor ?? 0) >= (await start());
+    }, 5_000);
   });
 
   it('pipelined produces to an auto-created topic are appended in arrival order', async () => {
