@@ -15,7 +15,7 @@
  *   retried and acknowledged.
  */
 import { SluiceError, isSluiceError } from '../../client/protocol/errors.js';
-import { setBaseOffset, verifyBatch } from '../../client/protocol/record-batch.js';
+import { setBaseOffset, verifyBatch, type BatchHeader } from '../../client/protocol/record-batch.js';
 import { writeCleanShutdown, writeRecoveryPoint } from './checkpoint.js';
 import { type CommitItem, CommitQueue } from './group-commit.js';
 import { type FsyncMode, type PartitionLogConfig, type PartitionLogOptions, parsePartitionLogOptions } from './options.js';
@@ -137,8 +137,10 @@ export class PartitionLog {
   /**
    * Appends one record batch. Verifies it (CRC, shape), writes its base offset into `batch` in
    * place (the caller's buffer is modified) and resolves once it is durable per the fsync mode.
+   * A caller that verified the batch already (the broker checks every produced batch at the
+   * edge) passes the header verifyBatch returned, so the CRC is not computed twice.
    */
-  append(batch: Buffer): Promise<AppendResult> {
+  append(batch: Buffer, verified?: BatchHeader): Promise<AppendResult> {
     if (this.#fatal) return Promise.reject(this.#fatal);
     if (this.#state !== 'open') return Promise.reject(new SluiceError('SHUTTING_DOWN', `the log in ${this.#config.dir} is closed`));
     if (batch.length > this.#config.maxBatchBytes) {
@@ -148,11 +150,13 @@ export class PartitionLog {
         }),
       );
     }
-    let header;
-    try {
-      header = verifyBatch(batch, 0);
-    } catch (err) {
-      return Promise.reject(err);
+    let header = verified;
+    if (header === undefined) {
+      try {
+        header = verifyBatch(batch, 0);
+      } catch (err) {
+        return Promise.reject(err);
+      }
     }
     if (header.batchLength + 12 !== batch.length) {
       return Promise.reject(new SluiceError('INVALID_RECORD', `${batch.length - header.batchLength - 12} bytes after the batch`));

@@ -122,7 +122,7 @@ export class PartitionProducers {
     const log = this.#log;
     if (header.producerId < 0) {
       // The common case, kept as lean as a plain append: no state to check or change.
-      const appended = log.append(batch);
+      const appended = log.append(batch, header);
       this.#appended(batch.length);
       return appended;
     }
@@ -138,7 +138,7 @@ export class PartitionProducers {
       return pending === undefined ? Promise.resolve(answer) : pending.then(() => answer);
     }
     const before = log.endOffset;
-    const appended = log.append(batch);
+    const appended = log.append(batch, header);
     // The log assigns offsets synchronously; if it did not, it refused the batch (closed,
     // failed, too large) and the state must not record it.
     if (log.endOffset !== before) {
