@@ -13,7 +13,14 @@ export type { CreateTopicOptions, PartitionOffset, ResetGroupOffsetsOptions, Des
 export { murmur2, partitionForKey } from './partitioner.js';
 export type { Message, MessageHeaders } from './value-codec.js';
 export { PollConsumer } from './poll-consumer.js';
-export type { PollConsumerOptions, StartFrom } from './poll-consumer.js';
+export type { PollConsumerOptions, StartFrom, GroupMemberInfo } from './poll-consumer.js';
+export type { IsolationLevel } from './protocol/messages/fetch.js';
+export { Transaction } from './transaction.js';
+export type { ProducerIdentity, GroupMember, TransactionOffset, AckSource } from './transaction.js';
+export { runTransform, nextOffsets } from './exactly-once.js';
+export type { TransformOptions, TransformOutput, TransformStats } from './exactly-once.js';
+export { SqliteEffects } from './sqlite-effects.js';
+export type { SqliteEffectsOptions, EffectMessage, StoredPosition } from './sqlite-effects.js';
 export type { TopicPartitionKey } from './internal/group-membership.js';
 export { PushConsumer } from './push-consumer.js';
 export type { PushConsumerOptions, PushMessage } from './push-consumer.js';

@@ -3,6 +3,7 @@ import { GroupMembership, keyOf, type TopicPartitionKey } from './internal/group
 import { SluiceError, hasCode, isSluiceError } from './protocol/errors.js';
 import type { OffsetSpec } from './protocol/messages/common.js';
 import { fromErrorBody } from './protocol/messages/error.js';
+import { ISOLATION_LEVELS, type IsolationLevel } from './protocol/messages/fetch.js';
 import { decodeBatches } from './protocol/record-batch.js';
 import { toMessage, type Message } from './value-codec.js';
 
@@ -26,8 +27,22 @@ export interface PollConsumerOptions {
   maxBytes?: number;
   /** Bytes per partition per fetch. Default 1 MiB. */
   maxPartitionBytes?: number;
+  /**
+   * 'read_committed' (the default): only messages of committed transactions, in offset order,
+   * none of an aborted or still open transaction (a partition's messages wait behind the oldest
+   * open transaction, its last stable offset). 'read_uncommitted': everything written, aborted
+   * transactions included. Messages written outside transactions are read the same way by both.
+   */
+  isolation?: IsolationLevel;
   /** Closes the consumer when aborted. */
   signal?: AbortSignal;
+}
+
+/** The consumer's membership in its group, as a transactional offset commit names it. */
+export interface GroupMemberInfo {
+  readonly groupId: string;
+  readonly memberId: string | undefined;
+  readonly memberEpoch: number;
 }
 
 export type StartFrom = 'earliest' | 'latest' | { readonly offset: number } | { readonly timestamp: number };
@@ -41,9 +56,12 @@ interface Config {
   readonly maxWaitMs: number;
   readonly maxBytes: number;
   readonly maxPartitionBytes: number;
+  readonly isolation: IsolationLevel;
 }
 
 interface PartitionState extends TopicPartitionKey {
+  /** Where the partition started when it was assigned: its committed offset, else the `from` position. */
+  readonly start: number;
   /** Next offset to fetch. */
   position: number;
   /** Everything below this offset has been processed (the offset a commit stores). */
@@ -57,7 +75,8 @@ interface PartitionState extends TopicPartitionKey {
  * A Kafka-style consumer: long-polls its partitions and yields messages in offset order per
  * partition. At-least-once: a yielded message counts as processed when the iterator is asked
  * for the next one (or `commit()` is called), never earlier, so a crash or a throw inside the
- * loop body leads to redelivery, not loss.
+ * loop body leads to redelivery, not loss. Reads read_committed by default: messages of
+ * transactions only once committed, never those of aborted ones (docs/semantics.md).
  */
 export class PollConsumer implements AsyncIterable<Message> {
   readonly #conn: Connection;
@@ -72,6 +91,9 @@ export class PollConsumer implements AsyncIterable<Message> {
   #started: Promise<void> | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
+  #assignmentChanges = 0;
+  /** The tail of the assignment changes and seeks to committed offsets, which run one at a time. */
+  #positioning: Promise<void> = Promise.resolve();
   #commitTimer: NodeJS.Timeout | undefined;
   readonly #stop = new AbortController();
 
@@ -84,6 +106,42 @@ export class PollConsumer implements AsyncIterable<Message> {
   /** The partitions this consumer currently reads. */
   assignment(): TopicPartitionKey[] {
     return [...this.#partitions.values()].map(({ topic, partition }) => ({ topic, partition }));
+  }
+
+  /** The consumer group, if any. */
+  get group(): string | undefined {
+    return this.#config.group;
+  }
+
+  get isolation(): IsolationLevel {
+    return this.#config.isolation;
+  }
+
+  /**
+   * Counts changes of the assignment (partitions given or taken). A partition given to the
+   * consumer starts at the group's committed offset as read at that moment, so code that commits
+   * offsets in transactions compares this before and after one: a change in between may have
+   * positioned a partition from offsets the transaction was about to replace.
+   */
+  get assignmentChanges(): number {
+    return this.#assignmentChanges;
+  }
+
+  /** Whether the consumer commits on its own (a timer, rebalances, close). */
+  get autoCommit(): boolean {
+    return this.#config.autoCommit;
+  }
+
+  /**
+   * The group member this consumer is now (id and epoch), for `tx.commitOffsets(groupId, offsets,
+   * consumer.groupMember())`; undefined without a group or before it joined.
+   */
+  groupMember(): GroupMemberInfo | undefined {
+    const group = this.#config.group;
+    const membership = this.#membership;
+    // Epoch 0: fenced or never joined, rejoining; its commits would be refused.
+    if (group === undefined || membership === undefined || membership.memberId === undefined || membership.memberEpoch <= 0) return undefined;
+    return { groupId: group, memberId: membership.memberId, memberEpoch: membership.memberEpoch };
   }
 
   /** Joins the group (or assigns every partition) and positions each partition. Idempotent. */
@@ -115,14 +173,22 @@ export class PollConsumer implements AsyncIterable<Message> {
 
   /**
    * One long poll: the messages available now (or after up to maxWaitMs). Calling it again
-   * marks the previous result processed.
+   * marks the previous result processed. `maxMessages` caps the result (the rest stay buffered
+   * for the next call); `signal` ends the wait early with whatever is buffered (possibly nothing).
    */
-  async fetch(): Promise<Message[]> {
+  async fetch(options: { maxMessages?: number; signal?: AbortSignal } = {}): Promise<Message[]> {
+    const { maxMessages, signal } = options;
+    if (maxMessages !== undefined && (!Number.isInteger(maxMessages) || maxMessages < 1)) {
+      throw new SluiceError('INVALID_CONFIG', `fetch maxMessages must be a positive integer, got ${String(maxMessages)}`);
+    }
     await this.start();
     this.#markProcessed();
-    if (this.#buffer.length === 0) await this.#fill();
-    const out = this.#buffer;
-    this.#buffer = [];
+    if (this.#buffer.length === 0 && signal?.aborted !== true) await this.#fill(signal);
+    let out = this.#buffer;
+    if (maxMessages !== undefined && out.length > maxMessages) {
+      this.#buffer = out.slice(maxMessages);
+      out = out.slice(0, maxMessages);
+    } else this.#buffer = [];
     // The whole batch is in the caller's hands until the next fetch() or commit().
     this.#outstanding = out;
     return out;
@@ -135,6 +201,34 @@ export class PollConsumer implements AsyncIterable<Message> {
     state.position = offset;
     state.processed = offset;
     this.#dropBuffered((m) => m.topic === topic && m.partition === partition);
+    this.#outstanding = this.#outstanding.filter((m) => m.topic !== topic || m.partition !== partition);
+  }
+
+  /**
+   * Moves every assigned partition back to the group's committed offset (where it started, if
+   * the group has none for it), dropping what is buffered or outstanding: what was read since is
+   * read again. After an aborted transaction, this makes its input come again
+   * (client/exactly-once.ts). Needs a group.
+   */
+  async seekToCommitted(): Promise<void> {
+    const group = this.#config.group;
+    if (group === undefined) throw new SluiceError('INVALID_CONFIG', 'seekToCommitted needs a consumer group: pass `group` to the consumer');
+    await this.start();
+    // After any assignment in progress, which would otherwise set positions from older offsets.
+    await this.#serially(() => this.#seekToCommitted(group));
+  }
+
+  async #seekToCommitted(group: string): Promise<void> {
+    const res = await this.#conn.request('FetchOffsets', { groupId: group });
+    const committed = new Map(res.offsets.map((o) => [keyOf(o.topic, o.partition), o.offset]));
+    this.#outstanding = [];
+    for (const state of this.#partitions.values()) {
+      const offset = committed.get(keyOf(state.topic, state.partition)) ?? state.start;
+      state.position = offset;
+      state.processed = offset;
+      if (committed.has(keyOf(state.topic, state.partition))) state.committed = offset;
+    }
+    this.#buffer = [];
   }
 
   pause(partitions: readonly TopicPartitionKey[]): void {
@@ -188,8 +282,8 @@ export class PollConsumer implements AsyncIterable<Message> {
       return;
     }
     this.#membership = new GroupMembership(this.#conn, group, topics, {
-      assigned: (tps) => this.#assign(tps),
-      revoked: (tps, fenced) => this.#revoke(tps, fenced),
+      assigned: (tps) => this.#serially(() => this.#assign(tps)),
+      revoked: (tps, fenced) => this.#serially(() => this.#revoke(tps, fenced)),
       error: () => undefined, // heartbeats retry on their own; the next success catches up
     });
     await this.#membership.start();
@@ -199,7 +293,15 @@ export class PollConsumer implements AsyncIterable<Message> {
     }
   }
 
+  /** Runs `fn` after every earlier assignment change or seekToCommitted has finished. */
+  #serially(fn: () => Promise<void>): Promise<void> {
+    const run = this.#positioning.then(fn);
+    this.#positioning = run.catch(() => undefined);
+    return run;
+  }
+
   async #assign(tps: readonly TopicPartitionKey[]): Promise<void> {
+    this.#assignmentChanges++;
     const committed = new Map<string, number>();
     if (this.#config.group !== undefined) {
       const res = await this.#conn.request('FetchOffsets', { groupId: this.#config.group });
@@ -211,11 +313,12 @@ export class PollConsumer implements AsyncIterable<Message> {
       const key = keyOf(tp.topic, tp.partition);
       const c = committed.get(key);
       const position = c ?? starts.get(key) ?? 0;
-      this.#partitions.set(key, { ...tp, position, processed: position, committed: c ?? -1, paused: false });
+      this.#partitions.set(key, { ...tp, start: position, position, processed: position, committed: c ?? -1, paused: false });
     }
   }
 
   async #revoke(tps: readonly TopicPartitionKey[], fenced: boolean): Promise<void> {
+    this.#assignmentChanges++;
     const keys = new Set(tps.map((tp) => keyOf(tp.topic, tp.partition)));
     this.#dropBuffered((m) => keys.has(keyOf(m.topic, m.partition)));
     if (!fenced && this.#config.autoCommit) {
@@ -235,7 +338,8 @@ export class PollConsumer implements AsyncIterable<Message> {
       return out;
     }
     const at: OffsetSpec = typeof from === 'object' ? from.timestamp : from;
-    const res = await this.#conn.request('ListOffsets', { partitions: tps.map((tp) => ({ ...tp, at })) });
+    const isolation = this.#config.isolation;
+    const res = await this.#conn.request('ListOffsets', { ...(isolation === 'read_committed' ? { isolation } : {}), partitions: tps.map((tp) => ({ ...tp, at })) });
     for (const p of res.partitions) {
       if (p.error !== undefined) throw fromErrorBody(p.error);
       out.set(keyOf(p.topic, p.partition), p.offset);
@@ -253,7 +357,7 @@ export class PollConsumer implements AsyncIterable<Message> {
   }
 
   /** One long poll over every unpaused partition; appends what arrives to the buffer. */
-  async #fill(): Promise<void> {
+  async #fill(signal?: AbortSignal): Promise<void> {
     const all = [...this.#partitions.values()].filter((p) => !p.paused);
     const lead = all.length === 0 ? 0 : this.#rotation++ % all.length;
     const fetchable = [...all.slice(lead), ...all.slice(0, lead)];
@@ -264,13 +368,19 @@ export class PollConsumer implements AsyncIterable<Message> {
       await new Promise((r) => setTimeout(r, Math.min(this.#config.maxWaitMs, 100)));
       return;
     }
-    const { maxWaitMs, maxBytes, maxPartitionBytes } = this.#config;
+    const { maxWaitMs, maxBytes, maxPartitionBytes, isolation } = this.#config;
     let res;
     try {
       res = await this.#conn.request(
         'Fetch',
-        { maxWaitMs, minBytes: 1, maxBytes, partitions: fetchable.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.position, maxBytes: maxPartitionBytes })) },
-        { timeoutMs: maxWaitMs + 30_000, signal: this.#stop.signal },
+        {
+          maxWaitMs,
+          minBytes: 1,
+          maxBytes,
+          ...(isolation === 'read_committed' ? { isolation } : {}),
+          partitions: fetchable.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.position, maxBytes: maxPartitionBytes })),
+        },
+        { timeoutMs: maxWaitMs + 30_000, signal: signal === undefined ? this.#stop.signal : AbortSignal.any([this.#stop.signal, signal]) },
       );
     } catch (err) {
       if (this.#closed || hasCode(err, 'ABORTED')) return;
@@ -296,6 +406,9 @@ export class PollConsumer implements AsyncIterable<Message> {
         this.#buffer.push(toMessage(fetched.topic, fetched.partition, record));
         state.position = record.offset + 1;
       }
+      // Past what the broker examined and left out (transaction markers, aborted transactions
+      // under read_committed), so that a partition of left-out batches does not stall.
+      if (fetched.nextOffset > state.position) state.position = fetched.nextOffset;
     }
     if (reset.length > 0) {
       const policy = this.#config.from === 'latest' ? 'latest' : 'earliest';
@@ -387,7 +500,16 @@ function parseOptions(o: PollConsumerOptions): Config {
     maxWaitMs: positive(o.maxWaitMs, 500, 'maxWaitMs'),
     maxBytes: positive(o.maxBytes, 4 << 20, 'maxBytes'),
     maxPartitionBytes: positive(o.maxPartitionBytes, 1 << 20, 'maxPartitionBytes'),
+    isolation: parseIsolation(o.isolation),
   });
+}
+
+function parseIsolation(isolation: IsolationLevel | undefined): IsolationLevel {
+  if (isolation === undefined) return 'read_committed';
+  if (!ISOLATION_LEVELS.includes(isolation)) {
+    throw new SluiceError('INVALID_CONFIG', `consumer option isolation must be 'read_committed' or 'read_uncommitted', got ${JSON.stringify(isolation)}`);
+  }
+  return isolation;
 }
 
 function parseStartFrom(from: StartFrom | undefined): StartFrom {

@@ -1,12 +1,14 @@
 import type { Connection, RequestOptions } from './connection.js';
-import { BatchBuilder, NO_HEADERS, RECORD_FIXED_OVERHEAD, recordFixedSize, sendClock, type FlatHeaders, type RecordValue } from './internal/accumulator.js';
+import { BatchBuilder, NO_HEADERS, RECORD_FIXED_OVERHEAD, advanceSequence, recordFixedSize, sendClock, type FlatHeaders, type RecordValue } from './internal/accumulator.js';
 import { deferred, type Deferred } from './internal/deferred.js';
 import { PartitionCounts, StickyPartitioner, partitionForKey, retryDelay } from './partitioner.js';
-import { SluiceError, isSluiceError } from './protocol/errors.js';
+import { SluiceError, isSluiceError, type ErrorName } from './protocol/errors.js';
 import { MAX_TOPIC_LENGTH } from './protocol/messages/common.js';
 import { fromErrorBody } from './protocol/messages/error.js';
 import type { ProduceBatch, ProduceResult } from './protocol/messages/produce.js';
+import { MAX_TRANSACTIONAL_ID_LENGTH } from './protocol/messages/producer.js';
 import { BATCH_HEADER_SIZE } from './protocol/record-batch.js';
+import { Transaction, retrying, runTransaction, type ProducerIdentity, type TransactionHost } from './transaction.js';
 import { CONTENT_TYPE, TEXT, encodeValue, type MessageHeaders } from './value-codec.js';
 
 export interface ProducerOptions {
@@ -24,9 +26,28 @@ export interface ProducerOptions {
   metadataMaxAgeMs?: number;
   /** Bytes of records batched or in flight before `send()` waits for acks. At least maxBatchBytes. Default 32 MiB. */
   maxBufferedBytes?: number;
+  /**
+   * Idempotent produce (docs/semantics.md, "The idempotent producer"): the producer gets a
+   * producer id from the broker (InitProducer, once, before its first batch) and numbers each
+   * partition's records, so a batch resent after a lost reply is recognised and answered with
+   * its original offsets instead of being written twice. Default true; `false` sends plain
+   * batches (at-least-once: a retry can duplicate).
+   */
+  idempotent?: boolean;
+  /**
+   * Makes the producer transactional: `transaction()` writes to several partitions, and commits
+   * consumed offsets or push acks, all or nothing. The id names the producer across restarts:
+   * a new instance with the same id fences the old one (PRODUCER_FENCED) and aborts what it left
+   * open. Every send must then happen inside `transaction()`. Up to 249 characters.
+   */
+  transactionalId?: string;
+  /** The broker aborts a transaction left open longer than this. 100 ms to 1 h. Default 60 s. */
+  transactionTimeoutMs?: number;
 }
 
-export type ProducerConfig = Readonly<Required<Omit<ProducerOptions, 'requestTimeoutMs'>> & { requestTimeoutMs: number | undefined }>;
+export type ProducerConfig = Readonly<
+  Required<Omit<ProducerOptions, 'requestTimeoutMs' | 'transactionalId'>> & { requestTimeoutMs: number | undefined; transactionalId: string | undefined }
+>;
 
 export interface ProducerMessage {
   topic: string;
@@ -56,16 +77,34 @@ const ENTRY_OVERHEAD = MAX_TOPIC_LENGTH + 64;
 /** The Produce codec's limit on entries per request (client/protocol/messages/produce.ts). */
 const MAX_ENTRIES = 4_096;
 
-const DEFAULTS = { lingerMs: 5, maxBatchBytes: 512 * KIB, maxInFlight: 5, retries: 5, metadataMaxAgeMs: 30_000, maxBufferedBytes: 32 * 1024 * KIB };
+const DEFAULTS = { lingerMs: 5, maxBatchBytes: 512 * KIB, maxInFlight: 5, retries: 5, metadataMaxAgeMs: 30_000, maxBufferedBytes: 32 * 1024 * KIB, idempotent: true, transactionTimeoutMs: 60_000 };
+
+/**
+ * Errors the broker answers for a batch it refused before writing any of it: the batch's
+ * sequence numbers were not used, so the partition's next batch takes them. Any other final
+ * failure of an idempotent batch leaves the broker's sequence unknown (it may have been written
+ * with its reply lost, or refused for a reason that concerns the sequence itself), so the
+ * producer takes a fresh producer id for its next batches.
+ */
+const NOT_WRITTEN: ReadonlySet<ErrorName> = new Set(['TOPIC_NOT_FOUND', 'PARTITION_NOT_FOUND', 'INVALID_RECORD', 'CORRUPT_RECORD', 'RECORD_TOO_LARGE', 'INVALID_TXN_STATE', 'INVALID_REQUEST']);
 
 /** Parses producer options once: unknown keys and bad values are INVALID_CONFIG naming the option. */
 export function parseProducerOptions(options: ProducerOptions = {}): ProducerConfig {
   if (typeof options !== 'object' || options === null) throw new SluiceError('INVALID_CONFIG', 'producer options must be an object');
   const o = options as Record<string, unknown>;
   for (const key of Object.keys(o)) {
-    if (!(key in DEFAULTS) && key !== 'requestTimeoutMs') throw new SluiceError('INVALID_CONFIG', `unknown producer option ${JSON.stringify(key)}`, { details: { option: key } });
+    if (!(key in DEFAULTS) && key !== 'requestTimeoutMs' && key !== 'transactionalId') throw new SluiceError('INVALID_CONFIG', `unknown producer option ${JSON.stringify(key)}`, { details: { option: key } });
   }
   const maxBatchBytes = intOption(o, 'maxBatchBytes', KIB, BROKER_MAX_BATCH_BYTES);
+  const idempotent = o['idempotent'] ?? DEFAULTS.idempotent;
+  if (typeof idempotent !== 'boolean') throw new SluiceError('INVALID_CONFIG', `producer option idempotent must be a boolean, got ${String(idempotent)}`, { details: { option: 'idempotent' } });
+  const transactionalId = o['transactionalId'];
+  if (transactionalId !== undefined) {
+    if (typeof transactionalId !== 'string' || transactionalId.length === 0 || transactionalId.length > MAX_TRANSACTIONAL_ID_LENGTH) {
+      throw new SluiceError('INVALID_CONFIG', `producer option transactionalId must be a string of 1 to ${MAX_TRANSACTIONAL_ID_LENGTH} characters`, { details: { option: 'transactionalId' } });
+    }
+    if (!idempotent) throw new SluiceError('INVALID_CONFIG', 'a transactional producer is idempotent: drop `idempotent: false` or `transactionalId`', { details: { option: 'idempotent' } });
+  }
   return Object.freeze({
     lingerMs: intOption(o, 'lingerMs', 0, 60_000),
     maxBatchBytes,
@@ -74,6 +113,9 @@ export function parseProducerOptions(options: ProducerOptions = {}): ProducerCon
     requestTimeoutMs: o['requestTimeoutMs'] === undefined ? undefined : intOption(o, 'requestTimeoutMs', 1, 3_600_000),
     metadataMaxAgeMs: intOption(o, 'metadataMaxAgeMs', 0, 86_400_000),
     maxBufferedBytes: intOption(o, 'maxBufferedBytes', maxBatchBytes, 2 ** 31),
+    idempotent,
+    transactionalId,
+    transactionTimeoutMs: intOption(o, 'transactionTimeoutMs', 100, 3_600_000),
   });
 }
 
@@ -105,7 +147,8 @@ interface PendingSend {
 
 /**
  * A batch of one partition. It is OPEN (records append to it) until it is full or taken for a
- * request; then `encoded` holds its bytes, which retries resend unchanged.
+ * request (sealed). Its bytes are encoded when it first goes on the wire, stamped then with the
+ * producer id, epoch and the partition's next sequence number; retries resend them unchanged.
  */
 interface Batch {
   readonly queue: PartitionQueue;
@@ -119,6 +162,9 @@ interface Batch {
   /** When an open batch is due to be sent (0: at once); flush() sets it to 0. */
   deadline: number;
   encoded: Buffer | undefined;
+  /** The producer generation (see Producer.#generation) it was stamped in, and its base sequence; -1 if not stamped. */
+  generation: number;
+  baseSequence: number;
   attempts: number;
   done: boolean;
 }
@@ -136,6 +182,9 @@ interface PartitionQueue {
   retryAt: number;
   /** About the size of recent batches: the next open batch starts with room for that much. */
   sizeHint: number;
+  /** The sequence number the next stamped batch starts at, valid while `generation` is the producer's. */
+  sequence: number;
+  generation: number;
 }
 
 interface TopicQueues {
@@ -184,9 +233,23 @@ function capture(resolve: Resolve, reject: (reason: unknown) => void): void {
  * partition. (Kafka's max.in.flight=1 per partition, applied per partition rather than per
  * connection so that other partitions keep flowing.)
  *
- * Delivery is at-least-once: without idempotence (producer ids and sequence numbers, a later
- * issue) a batch that was written but whose reply was lost, e.g. to a broker crash, is written
- * again when it is retried. Consumers see a duplicate, never a gap.
+ * Idempotence (the default; docs/semantics.md, "The idempotent producer"): before its first
+ * batch the producer asks the broker for a producer id (InitProducer), and each batch carries
+ * it, its epoch and the sequence number of its first record in its partition (records sent
+ * before in that partition under this id and epoch, wrapping after 2^31 - 1). Sequences are
+ * assigned when a batch first goes on the wire, in partition order (one request per partition
+ * at a time), and a retry resends the same bytes, so a batch that was written but whose reply
+ * was lost is answered as a duplicate with its original offsets, and its sends resolve with
+ * those. A final failure that leaves the broker's sequence for a partition unknown (retries
+ * exhausted, OUT_OF_ORDER_SEQUENCE, UNKNOWN_PRODUCER: a broker that lost state) fails that
+ * batch's sends and makes the producer take a fresh producer id for what follows; a failure the
+ * broker answered before writing (INVALID_RECORD, TOPIC_NOT_FOUND, ...) gives the sequence
+ * numbers back. PRODUCER_FENCED closes the producer and fails everything pending. With
+ * `idempotent: false`, delivery is at-least-once: a retry after a lost reply writes again.
+ *
+ * Transactions (`transactionalId`, client/transaction.ts): InitProducer with the id, every
+ * batch TRANSACTIONAL, sends only inside `transaction()`, and after each transaction the epoch
+ * the broker answers EndTxn with, under which every partition's sequence starts at 0 again.
  *
  * Timestamps: a message without one gets the time of its send() call as read once per
  * synchronous run of the caller (see sendClock); the RecordMetadata reports the stored value.
@@ -221,16 +284,94 @@ export class Producer {
     this.#dispatch();
   };
   readonly #prepared: Prepared = { topic: '', partition: undefined, key: null, value: null, headers: NO_HEADERS, timestamp: 0, fixed: 0 };
+  /** The producer id and epoch batches are stamped with; undefined before InitProducer answered, and after a reset. */
+  #identity: ProducerIdentity | undefined;
+  /** The InitProducer on its way, if any. */
+  #initializing: Promise<ProducerIdentity> | undefined;
+  /** #dispatch is waiting for an identity (and dispatches again once it has one). */
+  #awaitingIdentity = false;
+  /** Counts identity changes: each partition's sequence starts at 0 again in a new generation. */
+  #generation = 0;
+  /** Set once the broker fenced this producer (PRODUCER_FENCED): everything fails with it. */
+  #fatal: SluiceError | undefined;
+  /** The transaction `transaction()` runs now; a transactional producer's sends belong to it. */
+  #txn: Transaction | undefined;
+  /** The end of the chain of transactions (and initTransactions calls): one runs at a time. */
+  #txnTail: Promise<void> = Promise.resolve();
+  readonly #host: TransactionHost;
 
   constructor(connection: Connection, options: ProducerOptions = {}) {
     this.#connection = connection;
     this.#config = parseProducerOptions(options);
     this.#requestOptions = this.#config.requestTimeoutMs === undefined ? {} : { timeoutMs: this.#config.requestTimeoutMs };
     this.#partitionCounts = new PartitionCounts(connection, { maxAgeMs: this.#config.metadataMaxAgeMs, retries: this.#config.retries, request: this.#requestOptions });
+    this.#host = {
+      connection,
+      transactionalId: this.#config.transactionalId ?? '',
+      requestOptions: this.#requestOptions,
+      retryBudgetMs: this.#retryBudgetMs(),
+      identity: () => this.#ensureIdentity(),
+      adopt: (identity) => this.#adopt(identity),
+      forget: () => this.#forget(),
+      fence: (error) => this.#fence(error),
+      fatal: () => this.#fatal,
+      closed: () => this.#closed,
+      begin: (tx) => {
+        this.#txn = tx;
+      },
+      end: () => {
+        this.#txn = undefined;
+      },
+      send: (message, options) => this.#send(message, options),
+      flush: () => this.flush(),
+    };
   }
 
   get config(): ProducerConfig {
     return this.#config;
+  }
+
+  /** The producer id and epoch the next batch is stamped with (undefined before the first InitProducer, or when not idempotent). */
+  get identity(): ProducerIdentity | undefined {
+    return this.#identity;
+  }
+
+  /**
+   * Runs `fn` as one transaction (needs `transactionalId`): every message sent in it (with
+   * `tx.send`, or `producer.send` while it runs), every consumer-group offset staged with
+   * `tx.commitOffsets` and every push delivery acked with `tx.ack` takes effect if and only if it
+   * commits. When `fn` resolves, the SDK waits for the transaction's sends, then commits (EndTxn);
+   * when `fn` throws, or one of its sends or stagings failed, it aborts and rejects with that
+   * error. One transaction runs at a time: later calls wait. See client/transaction.ts.
+   */
+  transaction<T>(fn: (tx: Transaction) => Promise<T> | T): Promise<T> {
+    if (this.#config.transactionalId === undefined) {
+      return Promise.reject(new SluiceError('INVALID_CONFIG', 'transaction() needs a transactional producer: pass `transactionalId` in the producer options'));
+    }
+    const run = this.#txnTail.then(() => runTransaction(this.#host, fn));
+    this.#txnTail = run.then(noop, noop);
+    return run;
+  }
+
+  /**
+   * Registers the transactional id with the broker now (InitProducer): a new epoch, which fences
+   * every older instance and aborts the transaction one left open. The first `transaction()`
+   * does this on its own; call it to take over from a previous instance at startup, or after a
+   * transaction whose outcome is unknown (its EndTxn never got an answer): once it returns, that
+   * transaction is either committed or aborted for good, so consumed offsets can be read back.
+   */
+  initTransactions(): Promise<ProducerIdentity> {
+    if (this.#config.transactionalId === undefined) {
+      return Promise.reject(new SluiceError('INVALID_CONFIG', 'initTransactions() needs a transactional producer: pass `transactionalId` in the producer options'));
+    }
+    const run = this.#txnTail.then(() => {
+      if (this.#fatal !== undefined) throw this.#fatal;
+      if (this.#closed) throw new SluiceError('CLIENT_CLOSED', 'producer is closed');
+      this.#forget();
+      return this.#ensureIdentity();
+    });
+    this.#txnTail = run.then(noop, noop);
+    return run;
   }
 
   /**
@@ -239,9 +380,20 @@ export class Producer {
    * Once the message is in a batch the signal is ignored and the promise reports the outcome.
    */
   send(message: ProducerMessage, options?: { signal?: AbortSignal }): Promise<RecordMetadata> {
+    if (this.#config.transactionalId === undefined) return this.#send(message, options);
+    const txn = this.#txn;
+    if (txn === undefined) {
+      return Promise.reject(this.#fatal ?? new SluiceError('INVALID_TXN_STATE', 'a transactional producer sends only inside producer.transaction()'));
+    }
+    return txn.send(message, options);
+  }
+
+  #send(message: ProducerMessage, options?: { signal?: AbortSignal }): Promise<RecordMetadata> {
     const p = this.#prepared;
     try {
-      if (this.#closed) throw new SluiceError('CLIENT_CLOSED', 'producer is closed');
+      if (this.#fatal !== undefined) throw this.#fatal;
+      // A running transaction may still send after close(): close() waits for it to end.
+      if (this.#closed && this.#txn === undefined) throw new SluiceError('CLIENT_CLOSED', 'producer is closed');
       this.#prepare(message, p);
     } catch (err) {
       return Promise.reject(err);
@@ -330,9 +482,13 @@ export class Producer {
     }
   }
 
-  /** Refuses further sends, then flushes. Does not close the connection, which it does not own. */
+  /**
+   * Refuses further sends and transactions, lets a running transaction end (commit or abort, by
+   * its own course), then flushes. Does not close the connection, which it does not own.
+   */
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#txnTail;
     await this.flush();
     this.#lingerTimer?.();
     this.#lingerTimer = undefined;
@@ -529,7 +685,7 @@ export class Producer {
     if (last !== undefined && last.partition === partition) return last;
     let queue = topic.partitions.get(partition);
     if (queue === undefined) {
-      queue = { topic: topic.topic, partition, open: undefined, sealed: [], inFlight: undefined, retryAt: 0, sizeHint: 0 };
+      queue = { topic: topic.topic, partition, open: undefined, sealed: [], inFlight: undefined, retryAt: 0, sizeHint: 0, sequence: 0, generation: -1 };
       topic.partitions.set(partition, queue);
     }
     topic.last = queue;
@@ -542,7 +698,7 @@ export class Producer {
     const limit = this.#maxBatchBytes();
     // Room for about as much as the last batch held; the builder doubles when that is short.
     const capacity = Math.min(limit, Math.max(4 * KIB, queue.sizeHint + (queue.sizeHint >> 2)));
-    const batch: Batch = { queue, builder: new BatchBuilder(capacity), timestamps: [], settlers: [], bytes: 0, deadline: due ? 0 : Date.now() + lingerMs, encoded: undefined, attempts: 0, done: false };
+    const batch: Batch = { queue, builder: new BatchBuilder(capacity), timestamps: [], settlers: [], bytes: 0, deadline: due ? 0 : Date.now() + lingerMs, encoded: undefined, generation: -1, baseSequence: -1, attempts: 0, done: false };
     queue.open = batch;
     if (!due) {
       this.#lingering.add(queue);
@@ -562,10 +718,30 @@ export class Producer {
     this.#lingering.delete(queue);
     const count = this.#partitionCounts.known(queue.topic);
     if (count !== undefined) this.#sticky.batchSealed(queue.topic, queue.partition, count);
-    batch.encoded = batch.builder.build();
     // Follows growth at once and shrinks gently, so one small batch between full ones costs little.
-    queue.sizeHint = Math.max(batch.encoded.length, queue.sizeHint >> 1);
+    queue.sizeHint = Math.max(batch.builder.size, queue.sizeHint >> 1);
     return batch;
+  }
+
+  /**
+   * The bytes of a batch going on the wire for the first time: stamped with the producer's id
+   * and epoch and its partition's next sequence number. Called in partition order with nothing
+   * of the partition in flight, so sequences follow the order batches are written in.
+   */
+  #encode(batch: Batch): Buffer {
+    const identity = this.#identity;
+    if (identity === undefined) return batch.builder.build();
+    const queue = batch.queue;
+    if (queue.generation !== this.#generation) {
+      queue.generation = this.#generation;
+      queue.sequence = 0;
+    }
+    const baseSequence = queue.sequence;
+    queue.sequence = advanceSequence(baseSequence, batch.builder.count);
+    batch.generation = this.#generation;
+    batch.baseSequence = baseSequence;
+    const { producerId, producerEpoch } = identity;
+    return batch.builder.build({ producerId, producerEpoch, baseSequence, transactional: this.#config.transactionalId !== undefined });
   }
 
   /** The open batch is full: it waits behind whatever the partition has waiting. */
@@ -621,6 +797,10 @@ export class Producer {
   /** Starts requests while fewer than maxInFlight are out, one batch per ready partition each. */
   #dispatch(): void {
     if (this.#ready.size === 0) return;
+    if (this.#config.idempotent && this.#identity === undefined) {
+      this.#waitForIdentity();
+      return;
+    }
     const maxRequestBytes = (this.#connection.server?.limits.maxFrameBytes ?? 8 * 1024 * KIB) - REQUEST_OVERHEAD;
     let now = 0;
     while (this.#inFlight < this.#config.maxInFlight && this.#ready.size > 0) {
@@ -636,7 +816,7 @@ export class Producer {
           }
         }
         const head = queue.sealed[0];
-        const size = head !== undefined ? head.encoded!.length : queue.open !== undefined && queue.open.deadline === 0 ? queue.open.builder.size : -1;
+        const size = head !== undefined ? (head.encoded?.length ?? head.builder.size) : queue.open !== undefined && queue.open.deadline === 0 ? queue.open.builder.size : -1;
         if (size < 0) {
           // Nothing to send after all (e.g. its open batch was taken and it has not filled again).
           this.#ready.delete(queue);
@@ -654,6 +834,7 @@ export class Producer {
       for (const queue of picked) {
         this.#ready.delete(queue);
         const batch = queue.sealed.length > 0 ? queue.sealed.shift()! : this.#seal(queue);
+        batch.encoded ??= this.#encode(batch);
         queue.inFlight = batch;
         batches.push(batch);
       }
@@ -685,10 +866,10 @@ export class Producer {
       const queue = batch.queue;
       const r = results?.[i];
       queue.inFlight = undefined;
-      if (results === undefined) this.#failed(batch, failure);
+      if (results === undefined) this.#failed(batch, failure, false);
       else if (r === undefined || r.topic !== queue.topic || r.partition !== queue.partition) {
-        this.#failed(batch, new SluiceError('UNKNOWN', `Produce result ${i} does not answer ${queue.topic}/${queue.partition}`));
-      } else if (r.error !== undefined) this.#failed(batch, fromErrorBody(r.error));
+        this.#failed(batch, new SluiceError('UNKNOWN', `Produce result ${i} does not answer ${queue.topic}/${queue.partition}`), false);
+      } else if (r.error !== undefined) this.#failed(batch, fromErrorBody(r.error), true);
       else this.#finish(batch, undefined, r.baseOffset);
       // The open batch filled while this request was out goes now if it is due.
       if (queue.sealed.length > 0 || (queue.open !== undefined && queue.open.deadline === 0)) this.#ready.add(queue);
@@ -697,9 +878,10 @@ export class Producer {
     this.#dispatch();
   }
 
-  #failed(batch: Batch, err: unknown): void {
-    const error = isSluiceError(err) ? err : new SluiceError('UNKNOWN', String(err), { cause: err });
-    if (error.retriable && batch.attempts < this.#config.retries && this.#connection.state !== 'closed') {
+  /** A batch failed: `answered` when the broker refused it itself (a per-batch error), false when the request got no answer. */
+  #failed(batch: Batch, err: unknown, answered: boolean): void {
+    const error = toSluiceError(err);
+    if (this.#fatal === undefined && error.retriable && batch.attempts < this.#config.retries && this.#connection.state !== 'closed') {
       // Back to the head of its partition: order holds because nothing else of it is in flight.
       batch.queue.sealed.unshift(batch);
       batch.queue.retryAt = Date.now() + retryDelay(batch.attempts);
@@ -707,7 +889,107 @@ export class Producer {
       return;
     }
     if (error.code === 'TOPIC_NOT_FOUND' || error.code === 'PARTITION_NOT_FOUND') this.#partitionCounts.forget(batch.queue.topic);
+    const transactional = this.#config.transactionalId !== undefined;
+    let fence = false;
+    if (batch.generation >= 0 && batch.generation === this.#generation && this.#fatal === undefined) {
+      const queue = batch.queue;
+      if (error.code === 'PRODUCER_FENCED') {
+        // A transaction's batch is fenced also when the broker aborted the transaction on its
+        // timeout: runTransaction tells the two apart with EndTxn(abort).
+        fence = !transactional;
+      } else if (answered && NOT_WRITTEN.has(error.code)) {
+        // Refused before any of it was written, and the last batch of its partition stamped:
+        // its sequence numbers go to the next batch.
+        if (queue.generation === batch.generation) queue.sequence = batch.baseSequence;
+      } else if (!transactional) {
+        // Written or not, nobody knows: a fresh producer id, so that no later batch of the
+        // partition is refused for a gap. (A transaction aborts instead; its epoch bump resets.)
+        this.#forget();
+      }
+    }
     this.#finish(batch, error);
+    if (fence) this.#fence(error);
+  }
+
+  // ---- Identity --------------------------------------------------------------------------------
+
+  /** How long InitProducer, EndTxn and the transaction stagings are retried on retriable errors. */
+  #retryBudgetMs(): number {
+    return Math.max(this.#config.requestTimeoutMs ?? 30_000, 30_000);
+  }
+
+  /** The current identity, after an InitProducer if there is none (one at a time; retried on retriable errors). */
+  #ensureIdentity(): Promise<ProducerIdentity> {
+    if (this.#fatal !== undefined) return Promise.reject(this.#fatal);
+    if (this.#identity !== undefined) return Promise.resolve(this.#identity);
+    this.#initializing ??= this.#initProducer().finally(() => {
+      this.#initializing = undefined;
+    });
+    return this.#initializing;
+  }
+
+  async #initProducer(): Promise<ProducerIdentity> {
+    const { transactionalId, transactionTimeoutMs } = this.#config;
+    const body = transactionalId === undefined ? {} : { transactionalId, transactionTimeoutMs };
+    const identity = await retrying(this.#connection, this.#retryBudgetMs(), () => this.#connection.request('InitProducer', body, this.#requestOptions));
+    if (this.#fatal !== undefined) throw this.#fatal;
+    this.#adopt(identity);
+    return identity;
+  }
+
+  /** Batches are waiting and there is no identity to stamp them with: get one, then dispatch. */
+  #waitForIdentity(): void {
+    if (this.#awaitingIdentity || this.#fatal !== undefined) return;
+    this.#awaitingIdentity = true;
+    this.#ensureIdentity().then(
+      () => {
+        this.#awaitingIdentity = false;
+        this.#dispatch();
+      },
+      (err: unknown) => {
+        this.#awaitingIdentity = false;
+        const error = toSluiceError(err);
+        if (error.code === 'PRODUCER_FENCED') this.#fence(error);
+        // No identity, no idempotent batch: what waits fails (later sends try InitProducer again).
+        else this.#failWaiting(error);
+      },
+    );
+  }
+
+  /** A new producer id or epoch (InitProducer, EndTxn): every partition's sequence starts at 0 again. */
+  #adopt(identity: ProducerIdentity): void {
+    this.#identity = { producerId: identity.producerId, producerEpoch: identity.producerEpoch };
+    this.#generation++;
+  }
+
+  /** The identity can no longer be trusted: the next batch (or transaction) gets a new one first. */
+  #forget(): void {
+    if (this.#identity === undefined) return;
+    this.#identity = undefined;
+    this.#generation++;
+  }
+
+  /** PRODUCER_FENCED: a newer instance took over. The producer closes; everything not yet written fails with `error`. */
+  #fence(error: SluiceError): void {
+    if (this.#fatal !== undefined) return;
+    this.#fatal = error;
+    this.#closed = true;
+    this.#failWaiting(error);
+  }
+
+  /** Fails every send not on the wire: queued ones and every batch but those in flight. */
+  #failWaiting(error: SluiceError): void {
+    for (let i = this.#intakeHead; i < this.#intake.length; i++) this.#settleQueued(this.#intake[i]!, error);
+    for (const topic of this.#topics.values()) {
+      for (const queue of topic.partitions.values()) {
+        this.#ready.delete(queue);
+        this.#lingering.delete(queue);
+        for (const batch of queue.sealed.splice(0)) this.#finish(batch, error);
+        const open = queue.open;
+        queue.open = undefined;
+        if (open !== undefined) this.#finish(open, error);
+      }
+    }
   }
 
   /** Settles every send of a batch: offsets on success, `error` otherwise; frees its bytes. */
@@ -748,6 +1030,12 @@ export class Producer {
     this.#progress = undefined;
     progress?.resolve();
   }
+}
+
+function noop(): void {}
+
+function toSluiceError(err: unknown): SluiceError {
+  return isSluiceError(err) ? err : new SluiceError('UNKNOWN', String(err), { cause: err });
 }
 
 /** A thenable that rejects with `error`: resolving a promise with it rejects that promise. */

@@ -7,7 +7,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { crc32c } from '../protocol/crc32c.js';
-import { BATCH_HEADER_SIZE, BATCH_OVERHEAD, MAGIC } from '../protocol/record-batch.js';
+import { ATTR_TRANSACTIONAL, BATCH_HEADER_SIZE, BATCH_OVERHEAD, MAGIC } from '../protocol/record-batch.js';
 import { writeVarlong, varlongSize } from '../protocol/varint.js';
 
 /** A record's value as the builder takes it: bytes, a string (written as UTF-8) or null. */
@@ -19,6 +19,26 @@ export type RecordValue = Buffer | string | null;
  */
 export type FlatHeaders = readonly (string | Buffer)[];
 export const NO_HEADERS: FlatHeaders = Object.freeze([]) as FlatHeaders;
+
+/**
+ * What an idempotent (or transactional) producer writes into a batch header (docs/protocol.md,
+ * "InitProducer"): its id and epoch, the sequence number of the batch's first record in its
+ * partition, and whether the batch belongs to a transaction (the TRANSACTIONAL attribute).
+ */
+export interface ProducerStamp {
+  readonly producerId: number;
+  readonly producerEpoch: number;
+  readonly baseSequence: number;
+  readonly transactional: boolean;
+}
+
+/** Sequence numbers are int32 and wrap from 2^31 - 1 to 0, as Kafka's do. */
+const SEQUENCE_SPACE = 0x8000_0000;
+
+/** The sequence after `count` records from `sequence`: where a partition's next batch starts. */
+export function advanceSequence(sequence: number, count: number): number {
+  return (sequence + count) % SEQUENCE_SPACE;
+}
 
 /** Bytes of a record besides its per-batch fields: a record's encoded size is this plus at most 21. */
 export const RECORD_FIXED_OVERHEAD = 21;
@@ -147,8 +167,13 @@ export class BatchBuilder {
     return size;
   }
 
-  /** The finished batch (baseOffset 0, no producer id, CRC set). Appending afterwards throws. */
-  build(): Buffer {
+  /**
+   * The finished batch (baseOffset 0, CRC set). Without `stamp` it carries no producer id (-1, as
+   * a plain Kafka producer writes it); with one, the producer's id, epoch, base sequence and the
+   * TRANSACTIONAL attribute as asked. Appending afterwards throws; a second call returns the same
+   * bytes whatever it is given, so a retried batch is always resent unchanged.
+   */
+  build(stamp?: ProducerStamp): Buffer {
     if (this.#built !== undefined) return this.#built;
     if (this.#count === 0) throw new Error('a record batch needs at least one record');
     const buf = this.#buf;
@@ -157,14 +182,20 @@ export class BatchBuilder {
     buf.writeInt32BE(size - BATCH_OVERHEAD, 8);
     buf.writeInt32BE(-1, 12); // partitionLeaderEpoch
     buf[16] = MAGIC;
-    buf.writeInt16BE(0, ATTRIBUTES_OFFSET);
+    buf.writeInt16BE(stamp?.transactional === true ? ATTR_TRANSACTIONAL : 0, ATTRIBUTES_OFFSET);
     buf.writeInt32BE(this.#count - 1, 23);
     writeInt64BE(buf, this.#baseTimestamp, 27);
     writeInt64BE(buf, this.#maxTimestamp, 35);
-    buf.writeInt32BE(-1, 43); // producerId -1
-    buf.writeInt32BE(-1, 47);
-    buf.writeInt16BE(-1, 51); // producerEpoch
-    buf.writeInt32BE(-1, 53); // baseSequence
+    if (stamp === undefined) {
+      buf.writeInt32BE(-1, 43); // producerId -1
+      buf.writeInt32BE(-1, 47);
+      buf.writeInt16BE(-1, 51); // producerEpoch
+      buf.writeInt32BE(-1, 53); // baseSequence
+    } else {
+      writeInt64BE(buf, stamp.producerId, 43);
+      buf.writeInt16BE(stamp.producerEpoch, 51);
+      buf.writeInt32BE(stamp.baseSequence, 53);
+    }
     buf.writeInt32BE(this.#count, 57);
     const batch = buf.subarray(0, size);
     batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BatchBuilder, NO_HEADERS, RECORD_FIXED_OVERHEAD, recordFixedSize, sendClock, type FlatHeaders, type RecordValue } from '../../../client/internal/accumulator.js';
-import { decodeRecords, encodeRecordBatch, readBatchHeader, type RecordInput } from '../../../client/protocol/record-batch.js';
+import { BatchBuilder, NO_HEADERS, RECORD_FIXED_OVERHEAD, advanceSequence, recordFixedSize, sendClock, type FlatHeaders, type RecordValue } from '../../../client/internal/accumulator.js';
+import { ATTR_TRANSACTIONAL, decodeRecords, encodeRecordBatch, readBatchHeader, verifyBatch, type RecordInput } from '../../../client/protocol/record-batch.js';
 
 interface Rec {
   key: Buffer | null;
@@ -83,6 +83,39 @@ describe('BatchBuilder', () => {
     expect(builder.size).toBe(batch.length);
     expect(builder.count).toBe(1);
     expect(() => builder.append(null, Buffer.from('y'), NO_HEADERS, T0, fixed)).toThrow(/already built/);
+  });
+
+  it('stamps producer id, epoch, base sequence and the transactional attribute, as encodeRecordBatch does', () => {
+    const stamp = fc.record({
+      producerId: fc.oneof(fc.nat(1_000), fc.maxSafeNat()),
+      producerEpoch: fc.nat(0x7fff),
+      baseSequence: fc.nat(0x7fff_ffff),
+      transactional: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(stamp, fc.array(fc.string({ maxLength: 20 }), { minLength: 1, maxLength: 10 }), (s, values) => {
+        const builder = new BatchBuilder(0);
+        for (const v of values) builder.append(null, v, NO_HEADERS, T0, recordFixedSize(null, v, NO_HEADERS));
+        const batch = builder.build(s);
+        const expected = encodeRecordBatch(
+          values.map((v) => ({ value: Buffer.from(v), timestamp: T0 })),
+          { producerId: s.producerId, producerEpoch: s.producerEpoch, baseSequence: s.baseSequence, attributes: s.transactional ? ATTR_TRANSACTIONAL : 0 },
+        );
+        expect(batch).toEqual(expected);
+        const header = verifyBatch(batch); // the CRC covers the stamp
+        expect([header.producerId, header.producerEpoch, header.baseSequence, header.attributes]).toEqual([s.producerId, s.producerEpoch, s.baseSequence, s.transactional ? ATTR_TRANSACTIONAL : 0]);
+        // A retry resends the same bytes, whatever it is asked.
+        expect(builder.build({ ...s, baseSequence: 0 })).toBe(batch);
+      }),
+      { numRuns: 100, seed: 6 },
+    );
+  });
+
+  it('advances sequences with int32 wrap-around: after 2^31 - 1 comes 0', () => {
+    expect(advanceSequence(0, 5)).toBe(5);
+    expect(advanceSequence(0x7fff_fffe, 1)).toBe(0x7fff_ffff);
+    expect(advanceSequence(0x7fff_ffff, 1)).toBe(0);
+    expect(advanceSequence(0x7fff_fff0, 0x20)).toBe(0x10);
   });
 
   it('copies values at append time: a reused buffer does not change records already written', () => {
