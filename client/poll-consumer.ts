@@ -2,6 +2,7 @@ import type { Connection } from './connection.js';
 import { GroupMembership, keyOf, type TopicPartitionKey } from './internal/group-membership.js';
 import { SluiceError, hasCode, isSluiceError } from './protocol/errors.js';
 import type { OffsetSpec } from './protocol/messages/common.js';
+import type { ResponseOf } from './protocol/messages/index.js';
 import { fromErrorBody } from './protocol/messages/error.js';
 import { ISOLATION_LEVELS, type IsolationLevel } from './protocol/messages/fetch.js';
 import { decodeBatches } from './protocol/record-batch.js';
@@ -218,8 +219,24 @@ export class PollConsumer implements AsyncIterable<Message> {
     await this.#serially(() => this.#seekToCommitted(group));
   }
 
+  /**
+   * The group's committed offsets. While a transaction holding offsets of the group is still
+   * finishing, the broker answers UNSTABLE_OFFSETS: wait and ask again, so a position is never
+   * taken from offsets that commit is about to move.
+   */
+  async #fetchCommitted(group: string): Promise<ResponseOf<'FetchOffsets'>> {
+    for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
+      try {
+        return await this.#conn.request('FetchOffsets', { groupId: group });
+      } catch (err) {
+        if (!hasCode(err, 'UNSTABLE_OFFSETS') || this.#closed) throw err;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
   async #seekToCommitted(group: string): Promise<void> {
-    const res = await this.#conn.request('FetchOffsets', { groupId: group });
+    const res = await this.#fetchCommitted(group);
     const committed = new Map(res.offsets.map((o) => [keyOf(o.topic, o.partition), o.offset]));
     this.#outstanding = [];
     for (const state of this.#partitions.values()) {
@@ -304,7 +321,7 @@ export class PollConsumer implements AsyncIterable<Message> {
     this.#assignmentChanges++;
     const committed = new Map<string, number>();
     if (this.#config.group !== undefined) {
-      const res = await this.#conn.request('FetchOffsets', { groupId: this.#config.group });
+      const res = await this.#fetchCommitted(this.#config.group);
       for (const o of res.offsets) committed.set(keyOf(o.topic, o.partition), o.offset);
     }
     const missing = tps.filter((tp) => !committed.has(keyOf(tp.topic, tp.partition)));

@@ -1,3 +1,4 @@
+import { SluiceError } from '../../client/protocol/errors.js';
 import type { GroupLag } from '../../client/protocol/messages/groups.js';
 import type { GroupDescription } from '../groups/coordinator.js';
 import type { HandlerTable } from './handler.js';
@@ -21,6 +22,9 @@ export function groupHandlers(s: Services): Pick<HandlerTable, GroupApi> {
     },
 
     FetchOffsets(req) {
+      if (s.transactions.hasPendingOffsets(req.groupId)) {
+        throw new SluiceError('UNSTABLE_OFFSETS', `group ${req.groupId} has offsets staged in an unfinished transaction`, { details: { groupId: req.groupId } });
+      }
       return {
         offsets: s.groups.fetchOffsets(req.groupId, req.topic).map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata })),
       };

@@ -114,6 +114,20 @@ export class TransactionCoordinator {
   #timer: NodeJS.Timeout | undefined;
   #expiring: Promise<unknown> = Promise.resolve();
 
+
+  /**
+   * True while a transaction that has not finished holds staged offsets of `groupId`. FetchOffsets
+   * then answers UNSTABLE_OFFSETS (retriable), as Kafka's require_stable does (KIP-447): a member
+   * that read the committed offsets now could re-read input whose output is about to commit.
+   */
+  hasPendingOffsets(groupId: string): boolean {
+    for (const { record } of this.#txns.values()) {
+      const open = record.state === 'Ongoing' || record.state === 'PrepareCommit' || record.state === 'PrepareAbort';
+      if (open && record.offsets.some((o) => o.groupId === groupId)) return true;
+    }
+    return false;
+  }
+
   constructor(options: TransactionCoordinatorOptions) {
     this.#store = options.store;
     this.#producerIds = options.producerIds;

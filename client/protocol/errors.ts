@@ -52,6 +52,7 @@ export const ERROR_TABLE = {
   UNKNOWN_PRODUCER: { code: 63, retriable: false, message: 'Producer id is not known to the broker' },
   INVALID_TXN_STATE: { code: 64, retriable: false, message: 'Operation not valid in the transaction state' },
   TRANSACTION_ABORTED: { code: 65, retriable: false, message: 'The transaction was aborted' },
+  UNSTABLE_OFFSETS: { code: 66, retriable: true, message: 'An unfinished transaction holds offsets of this group; retry shortly' },
 } as const satisfies Record<string, { code: number; retriable: boolean; message: string }>;
 
 export type ErrorName = keyof typeof ERROR_TABLE;

@@ -144,7 +144,7 @@ describe('transactions over TCP', () => {
     expect(before).toMatchObject({ highWatermark: 2, lastStableOffset: 0, nextOffset: 0 });
     expect(before.records.length).toBe(0);
     expect(await readAll(conn, 'out', 0, 'read_uncommitted')).toEqual(['a0', 'a1']);
-    expect((await conn.request('FetchOffsets', { groupId: 'g' })).offsets).toEqual([]);
+    expect((await rejection(conn.request('FetchOffsets', { groupId: 'g' }))).code).toBe('UNSTABLE_OFFSETS');
     expect((await conn.request('ListOffsets', { isolation: 'read_committed', partitions: [{ topic: 'out', partition: 0, at: 'latest' }] })).partitions[0]?.offset).toBe(0);
 
     await p.end(true);
@@ -204,6 +204,19 @@ describe('transactions over TCP', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(decodeBatches(woken.records).map((r) => r.value!.toString())).toEqual(['txn-1', 'plain', 'txn-2']);
     expect(woken.lastStableOffset).toBe(woken.highWatermark);
+  });
+
+  it('FetchOffsets answers UNSTABLE_OFFSETS while a transaction holds offsets of the group', async () => {
+    const { conn } = await setup();
+    await conn.request('CreateTopic', { topic: 'in', partitions: 1 });
+    const p = await new TxnProducer(conn, 'stable-tx').init();
+    await conn.request('TxnCommitOffsets', { ...p.identity, groupId: 'g-stable', memberEpoch: -1, offsets: [{ topic: 'in', partition: 0, offset: 7 }] });
+    const err = await rejection(conn.request('FetchOffsets', { groupId: 'g-stable' }));
+    expect(err.code).toBe('UNSTABLE_OFFSETS');
+    expect(err.retriable).toBe(true);
+    expect((await conn.request('FetchOffsets', { groupId: 'other' })).offsets).toEqual([]);
+    await p.end(true);
+    expect((await conn.request('FetchOffsets', { groupId: 'g-stable' })).offsets.map((o) => o.offset)).toEqual([7]);
   });
 
   it('fences a zombie: InitProducer aborts what it left open, and its batches and EndTxn are refused', async () => {
