@@ -21,11 +21,10 @@
  *   open transaction may still replace (its EndTxn is retried and commits). So after every
  *   transaction that saw the assignment change, the positions are read again.
  *
- * Known limit: when a rebalance moves a partition to ANOTHER instance while a transaction of
- * this one is open, that instance reads the committed offsets without waiting for the
- * transaction to end. Kafka's OffsetFetch waits for pending transactional offsets
- * (require_stable, KIP-447); Sluice's FetchOffsets does not yet. Run one instance per group
- * (as many partitions as you like), or keep rebalances away from open transactions.
+ * When a rebalance moves a partition to ANOTHER instance while a transaction of this one is
+ * open, that instance's FetchOffsets is answered UNSTABLE_OFFSETS until the transaction ends
+ * (Kafka's require_stable, KIP-447), and its consumer waits and asks again, so it never starts
+ * from offsets the transaction is about to replace.
  */
 import { sleep } from './internal/backoff.js';
 import { retryDelay } from './partitioner.js';

@@ -28,6 +28,8 @@ export interface PushMessage<V = unknown> extends Message<V> {
   /** 1-based delivery count of this message; above 1 it is a redelivery. */
   readonly attempt: number;
   readonly redelivered: boolean;
+  /** The broker-side consumer it was delivered to (what a transaction's ack names). */
+  readonly consumerId: string;
   /** Done with it. With `receipt`, resolves only once the broker has made the ack durable. */
   ack(options?: { receipt?: boolean }): Promise<void>;
   /** Redeliver it, after `delayMs` or the subscription's backoff; past maxDeliveries it is dead-lettered. */
@@ -109,6 +111,10 @@ class DeliveredMessage implements PushMessage {
   readonly attempt: number;
   readonly redelivered: boolean;
   readonly #delivery: Delivery;
+
+  get consumerId(): string {
+    return this.#delivery.session.id;
+  }
   readonly #settle: Settler;
 
   constructor(topic: string, partition: number, record: LogRecord, delivery: Delivery, settle: Settler) {

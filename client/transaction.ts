@@ -167,7 +167,8 @@ export class Transaction {
    * them is redelivered before then (its ack deadline passed), the commit aborts instead
    * (TRANSACTION_ABORTED) and the message comes again. The push consumer must be on this
    * producer's connection (the same SluiceClient): the broker takes acks of its own
-   * connection's consumers only. `from` is the PushConsumer that received them.
+   * connection's consumers only. Each message names its consumer; `from` is only a fallback for
+   * message objects built elsewhere.
    */
   ack(messages: PushMessage | readonly PushMessage[], from?: AckSource): Promise<void> {
     if (!this.#state.open) return Promise.reject(ended());
@@ -175,9 +176,7 @@ export class Transaction {
     if (list.length === 0) return Promise.resolve();
     const byConsumer = new Map<string, TxnSettleItem[]>();
     for (const m of list) {
-      // A PushMessage does not say which consumer it came to; the consumer that received it does.
-      const own = (m as { consumerId?: unknown }).consumerId;
-      const consumerId = typeof own === 'string' ? own : from?.consumerId;
+      const consumerId = m.consumerId ?? from?.consumerId;
       if (consumerId === undefined) {
         return Promise.reject(new SluiceError('INVALID_CONFIG', 'tx.ack(message, consumer): pass the PushConsumer that received the message (it is not subscribed now, or was not given)'));
       }

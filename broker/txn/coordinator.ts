@@ -3,7 +3,7 @@
  * state machine of each transactional id's transaction, its durable record (SQLite,
  * broker/meta/transaction-store.ts), the markers that end it in every partition it wrote to,
  * and the staged group offsets and push acks that it commits or drops. docs/protocol.md
- * ("Transactions") is the wire contract; docs/semantics.md says what it promises.
+ * ("Producers and transactions") is the wire contract; docs/semantics.md says what it promises.
  *
  *   Empty | CompleteCommit | CompleteAbort --first batch / staged offsets or acks--> Ongoing
  *   Ongoing --EndTxn(commit), every staged ack still current--> PrepareCommit --markers--> CompleteCommit

@@ -87,9 +87,10 @@ function under(p: string | undefined, ...dirs: string[]): boolean {
 }
 
 const PROTOCOL_PACKAGES = new Set(['msgpackr', 'node:buffer', 'node:module', '@node-rs/crc32']);
-const ABOVE_STORAGE = ['broker/net/', 'broker/handlers/', 'broker/groups/', 'broker/push/', 'broker/broker', 'broker/index'];
-const ABOVE_GROUPS = ['broker/net/', 'broker/handlers/', 'broker/push/', 'broker/broker', 'broker/index'];
+const ABOVE_STORAGE = ['broker/net/', 'broker/handlers/', 'broker/groups/', 'broker/push/', 'broker/txn/', 'broker/broker', 'broker/index'];
+const ABOVE_GROUPS = ['broker/net/', 'broker/handlers/', 'broker/push/', 'broker/txn/', 'broker/broker', 'broker/index'];
 const ABOVE_PUSH = ['broker/handlers/', 'broker/groups/', 'broker/broker', 'broker/index'];
+const ABOVE_TXN = ['broker/net/', 'broker/handlers/', 'broker/groups/', 'broker/push/', 'broker/topics', 'broker/broker', 'broker/index'];
 
 /** Every broken rule, as `file: import 'specifier' (why)`. */
 function violations(imports: readonly Import[]): string[] {
@@ -109,16 +110,19 @@ function violations(imports: readonly Import[]): string[] {
       broke('rule 2: broker imports nothing of client/ but client/protocol');
     }
     if (under(file, 'broker/log/') && under(target, ...ABOVE_STORAGE, 'broker/meta/')) {
-      broke('rule 3: broker/log imports no net, handlers, groups, push, meta or broker core');
+      broke('rule 3: broker/log imports no net, handlers, groups, push, txn, meta or broker core');
     }
     if (under(file, 'broker/meta/') && under(target, ...ABOVE_STORAGE, 'broker/log/')) {
-      broke('rule 3: broker/meta imports no net, handlers, groups, push, log or broker core');
+      broke('rule 3: broker/meta imports no net, handlers, groups, push, txn, log or broker core');
     }
     if (under(file, 'broker/groups/') && under(target, ...ABOVE_GROUPS)) {
-      broke('rule 4: broker/groups imports no net, handlers, push or broker core');
+      broke('rule 4: broker/groups imports no net, handlers, push, txn or broker core');
     }
     if (under(file, 'broker/push/') && under(target, ...ABOVE_PUSH)) {
       broke('rule 6: broker/push imports no handlers, groups or broker core');
+    }
+    if (under(file, 'broker/txn/') && under(target, ...ABOVE_TXN)) {
+      broke('rule 7: broker/txn imports no net, handlers, groups, push, topic registry or broker core');
     }
     if (under(file, 'client/') && under(target, 'broker/')) broke('rule 5: client imports nothing of broker/');
     if (under(target, 'cli/')) broke('rule 5: only cli/ itself may import cli/');
@@ -137,6 +141,8 @@ describe('import rules (docs/architecture.md)', () => {
     expect(files.some((f) => f.startsWith('broker/meta/'))).toBe(true);
     expect(files.some((f) => f.startsWith('broker/groups/'))).toBe(true);
     expect(files.some((f) => f.startsWith('broker/push/'))).toBe(true);
+    expect(files.some((f) => f.startsWith('broker/txn/'))).toBe(true);
+    expect(seen('broker/txn/coordinator.ts', '../meta/transaction-store.js')).toBe(true);
     expect(seen('client/protocol/body.ts', 'msgpackr')).toBe(true);
     expect(seen('client/protocol/crc32c.ts', '@node-rs/crc32')).toBe(true);
     expect(imports.some((i) => i.file.startsWith('broker/') && i.target === 'client/protocol/errors.js')).toBe(true);
@@ -189,6 +195,16 @@ describe('import rules (docs/architecture.md)', () => {
       expect(check('broker/push/x.ts', "import type { Services } from '../handlers/services.js';")).toHaveLength(1);
       expect(check('broker/push/x.ts', "import type { PartitionLog } from '../log/index.js';")).toEqual([]);
       expect(check('broker/push/x.ts', "import type { Session } from '../net/server-connection.js';")).toEqual([]);
+      expect(check('broker/push/x.ts', "import { forEachVisibleBatch } from '../txn/visibility.js';")).toEqual([]);
+      expect(check('broker/log/x.ts', "import type { ProducerStateTable } from '../txn/producer-state.js';")).toHaveLength(1);
+      expect(check('broker/meta/x.ts', "import type { TxnState } from '../txn/coordinator.js';")).toHaveLength(1);
+      expect(check('broker/groups/x.ts', "import type { TransactionCoordinator } from '../txn/coordinator.js';")).toHaveLength(1);
+      expect(check('broker/txn/x.ts', "import type { PushService } from '../push/push-service.js';")).toHaveLength(1);
+      expect(check('broker/txn/x.ts', "import type { GroupCoordinator } from '../groups/coordinator.js';")).toHaveLength(1);
+      expect(check('broker/txn/x.ts', "import type { TopicRegistry } from '../topics.js';")).toHaveLength(1);
+      expect(check('broker/txn/x.ts', "import type { Services } from '../handlers/services.js';")).toHaveLength(1);
+      expect(check('broker/txn/x.ts', "import type { PartitionLog } from '../log/index.js';")).toEqual([]);
+      expect(check('broker/txn/x.ts', "import type { TransactionStore } from '../meta/transaction-store.js';")).toEqual([]);
     });
   });
 });
