@@ -1,27 +1,15 @@
-import { SortedQueue } from './sorted-queue.js';
-import { SluiceError } from '../../client/protocol/errors.js';
-import { appendRange, findRange, normalizePersisted, type OffsetRange } from './ranges.js';
+import { backoffDelay, checkOptions, type PartitionStateOptions } from './partition-options.js';
+import { restoreSnapshot, takeSnapshot, type PersistedPartitionState } from './partition-snapshot.js';
+import { newEntry, type Entry } from './delivery-entry.js';
+import { DeliveryQueues } from './delivery-queues.js';
+import { resolveAttempt, settledOutcome } from './delivery-attempts.js';
+import { DeliveryTimers } from './delivery-timers.js';
+import { KeyQueues } from './key-queues.js';
+import { OffsetWindow } from './offset-window.js';
+import { AheadOfRead } from './ahead-of-read.js';
 
-export type Ordering = 'partition' | 'key';
-
-export interface PartitionStateOptions {
-  /** A delivery not settled within this is redelivered (or dead-lettered at maxDeliveries). */
-  ackWaitMs: number;
-  /** Deliveries of one message before it goes to the dead-letter path; Infinity for no limit. */
-  maxDeliveries: number;
-  /** Redelivery delay after failed attempt n: backoffMs[n-1], the last one repeating; empty = at once. */
-  backoffMs: readonly number[];
-  ordering: Ordering;
-}
-
-/** What survives a restart (persisted as JSON in SQLite). */
-export interface PersistedPartitionState {
-  ackFloor: number;
-  /** Settled ranges above the floor, [start, end), sorted and disjoint. */
-  acked: Array<[start: number, end: number]>;
-  /** Deliveries so far of unsettled offsets. */
-  deliveryCounts: Array<[offset: number, count: number]>;
-}
+export type { Ordering, PartitionStateOptions } from './partition-options.js';
+export type { PersistedPartitionState } from './partition-snapshot.js';
 
 export interface OfferedMessage {
   offset: number;
@@ -40,45 +28,6 @@ export interface Delivery {
 export type Settlement = 'acked' | 'requeued' | 'dead-letter';
 
 /**
- * Where one known offset stands.
- * - ahead: known but not placed yet: a restored delivery count whose message was not offered
- *   again yet (its key is still unknown), or a new message for the instant of its offer;
- * - blocked: ordering 'key', behind an unsettled message with the same key;
- * - fresh: never delivered, deliverable; ready: due for redelivery; delayed: redelivered later;
- * - inflight: delivered, neither settled nor expired; dead: for the dispatcher to dead-letter;
- * - settled: done (most settled entries are forgotten at once, see #settle).
- */
-type State = 'ahead' | 'blocked' | 'fresh' | 'ready' | 'delayed' | 'inflight' | 'dead' | 'settled';
-
-interface Entry {
-  readonly offset: number;
-  key: string | null;
-  state: State;
-  /** Deliveries so far; once settled, the settling attempt. */
-  count: number;
-  /** The holder while in flight, else ''. */
-  consumerId: string;
-  deadline: number;
-  settledBy: 'ack' | 'dead-letter' | null;
-}
-
-/** A deadline or a redelivery time. Immutable: a moved deadline is a new timer, the old one goes stale. */
-interface Timer {
-  readonly at: number;
-  readonly entry: Entry;
-  readonly attempt: number;
-}
-
-/** The unsettled entries with one key, in offset order; only the one at `head` may be delivered. */
-interface KeyQueue {
-  items: Entry[];
-  head: number;
-}
-
-/** Stands for "settled at its first attempt, by ack": such entries are not kept (see #settle). Frozen: never changed. */
-const SETTLED_FIRST = Object.freeze({ offset: -1, key: null, state: 'settled', count: 1, consumerId: '', deadline: 0, settledBy: 'ack' }) as Entry;
-
-/**
  * The delivery state of one push subscription on one partition (docs/semantics.md, "Push
  * subscriptions"): what was read from the log, what is in flight with which deadline and
  * attempt, what waits for redelivery or for the dead-letter topic, and the ack floor. Pure: time
@@ -93,8 +42,9 @@ const SETTLED_FIRST = Object.freeze({ offset: -1, key: null, state: 'settled', c
  *
  * Every operation is O(log n) in what is unsettled (amortised): priority queues with lazy
  * deletion for deadlines, redelivery times and the deliverable messages (SortedQueue: O(1) for
- * the in-order arrivals that are the common case, a heap for the rest); an ascending window of
- * offsets whose head is the ack floor; a queue per key.
+ * the in-order arrivals that are the common case, a heap for the rest; delivery-timers.ts,
+ * delivery-queues.ts); an ascending window of offsets whose head is the ack floor
+ * (offset-window.ts); a queue per key (key-queues.ts).
  */
 export class PartitionDeliveryState {
   readonly #ackWaitMs: number;
@@ -105,30 +55,13 @@ export class PartitionDeliveryState {
   /** Unsettled known offsets, plus settled ones whose settling attempt is worth keeping (see #settle). */
   readonly #entries = new Map<number, Entry>();
   /** Offsets of placed entries, ascending; forgotten ones are dropped lazily. The head is the ack floor. */
-  #window: number[] = [];
-  #windowHead = 0;
-  /** Offsets in the window no longer in #entries. */
-  #windowStale = 0;
-  readonly #keys = new Map<string, KeyQueue>();
-  readonly #fresh = new SortedQueue<Entry>(byOffset);
-  readonly #ready = new SortedQueue<Entry>(byOffset);
-  readonly #delayed = new SortedQueue<Timer>(byTime);
-  readonly #deadlines = new SortedQueue<Timer>(byTime);
-  /** In-flight deliveries per consumer; the entries themselves are found in the window (see release). */
-  readonly #consumers = new Map<string, number>();
-  readonly #dead = new Set<Entry>();
-  /** From the snapshot: settled ranges not yet passed by the read position. */
-  readonly #restoredAcked: OffsetRange[];
-  #restoredIdx = 0;
-  /** From the snapshot: entries for the delivery counts, ascending, placed when offered again. */
-  readonly #ahead: Entry[];
-  #aheadIdx = 0;
-  /** Offsets at or above the read position settled before they were offered. */
-  readonly #settledAhead = new Set<number>();
-  /** Offsets below this may have been settled before the restart, at an attempt nobody remembers. */
-  readonly #horizon: number;
+  readonly #window = new OffsetWindow(this.#entries);
+  readonly #keys = new KeyQueues();
+  readonly #queues: DeliveryQueues;
+  readonly #timers = new DeliveryTimers();
+  /** From the snapshot, and what was settled before it was offered. */
+  readonly #ahead: AheadOfRead;
   #unsettled = 0;
-  #inFlight = 0;
   #buffered = 0;
   #redeliveries = 0;
   #deadLettered = 0;
@@ -139,21 +72,17 @@ export class PartitionDeliveryState {
     this.#maxDeliveries = options.maxDeliveries;
     this.#backoffMs = [...options.backoffMs];
     this.#keyed = options.ordering === 'key';
-    const restored = persisted === undefined ? { floor: 0, acked: [], counts: [] } : normalizePersisted(persisted.ackFloor, persisted.acked, persisted.deliveryCounts);
+    this.#queues = new DeliveryQueues(options.maxDeliveries);
+    const restored = restoreSnapshot(persisted);
     this.#readPosition = restored.floor;
-    this.#restoredAcked = restored.acked;
+    this.#ahead = new AheadOfRead(restored);
     // A message delivered maxDeliveries times before the restart goes to the dead-letter path
     // now, not when it is read again, so the dispatcher finds it in pendingDeadLetters() at once.
-    this.#ahead = restored.counts.map(([offset, count]) => {
-      const e = newEntry(offset, null, count);
-      this.#entries.set(offset, e);
+    this.#ahead.forEachUnoffered((e) => {
+      this.#entries.set(e.offset, e);
       this.#unsettled++;
-      if (count >= this.#maxDeliveries) this.#toDead(e);
-      return e;
+      if (e.count >= this.#maxDeliveries) this.#queues.toDead(e);
     });
-    const lastRange = restored.acked[restored.acked.length - 1];
-    const lastCount = restored.counts[restored.counts.length - 1];
-    this.#horizon = Math.max(restored.floor, lastRange?.[1] ?? 0, (lastCount?.[0] ?? -1) + 1);
   }
 
   /** Next offset the dispatcher should read from the log and offer. */
@@ -163,17 +92,10 @@ export class PartitionDeliveryState {
 
   /** Every offset below this is settled (or not in the log). */
   get ackFloor(): number {
-    if (this.#windowHead < this.#window.length) return this.#window[this.#windowHead] as number;
+    const first = this.#window.first;
+    if (first !== undefined) return first;
     // Nothing unsettled was read: the floor runs on over what is known settled beyond the read position.
-    let floor = this.#readPosition;
-    for (let i = this.#restoredIdx; ; ) {
-      const r = this.#restoredAcked[i];
-      if (r !== undefined && r[0] <= floor) {
-        floor = Math.max(floor, r[1]);
-        i++;
-      } else if (this.#settledAhead.has(floor)) floor++;
-      else return floor;
-    }
+    return this.#ahead.floorFrom(this.#readPosition);
   }
 
   /** Offered messages never delivered yet (the dispatcher stops reading when this is high). */
@@ -216,10 +138,9 @@ export class PartitionDeliveryState {
 
   #offerOne(offset: number, key: string | null): void {
     this.#passAhead(offset);
-    if (this.#settledBeforeOffer(offset)) return;
-    let e = this.#ahead[this.#aheadIdx];
-    if (e !== undefined && e.offset === offset) {
-      this.#aheadIdx++;
+    if (this.#ahead.settledBeforeOffer(offset)) return;
+    let e = this.#ahead.takeOffered(offset);
+    if (e !== undefined) {
       e.key = key;
     } else {
       e = newEntry(offset, key, 0);
@@ -233,12 +154,9 @@ export class PartitionDeliveryState {
 
   /** After an offer whose last offset was `last`. */
   #offered(last: number): void {
-    this.#readPosition = last + 1;
-    for (let r = this.#restoredAcked[this.#restoredIdx]; r !== undefined && r[0] <= this.#readPosition; r = this.#restoredAcked[++this.#restoredIdx]) {
-      if (r[1] > this.#readPosition) this.#readPosition = r[1];
-    }
+    this.#readPosition = this.#ahead.skipSettledRanges(last + 1);
     this.#passAhead(this.#readPosition);
-    if (this.#settledAhead.size > 0) for (const o of this.#settledAhead) if (o < this.#readPosition) this.#settledAhead.delete(o);
+    this.#ahead.passedBy(this.#readPosition);
   }
 
   /**
@@ -251,7 +169,7 @@ export class PartitionDeliveryState {
     this.#promoteDue(now);
     const deadline = now + this.#ackWaitMs;
     while (out.length < max) {
-      const e = popWhere(this.#ready, 'ready') ?? popWhere(this.#fresh, 'fresh');
+      const e = this.#queues.next();
       if (e === undefined) break;
       if (e.count === 0) this.#buffered--;
       else this.#redeliveries++;
@@ -259,14 +177,13 @@ export class PartitionDeliveryState {
       e.state = 'inflight';
       e.consumerId = consumerId;
       e.deadline = deadline;
-      this.#deadlines.push({ at: deadline, entry: e, attempt: e.count });
-      this.#inFlight++;
+      this.#timers.addDeadline(e);
       out.push({ offset: e.offset, attempt: e.count, redelivered: e.count > 1, consumerId });
     }
-    if (out.length > 0) this.#consumers.set(consumerId, (this.#consumers.get(consumerId) ?? 0) + out.length);
+    if (out.length > 0) this.#queues.handed(consumerId, out.length);
     // Settled deliveries leave their deadline behind (dropped lazily from the head); one message
     // held for its whole ack wait must not let the others' pile up behind it.
-    if (this.#deadlines.size > 2 * this.#inFlight + 1024) this.#deadlines.retain(isLiveDeadline);
+    this.#timers.compactDeadlines(this.#queues.inFlight);
     return out;
   }
 
@@ -291,7 +208,7 @@ export class PartitionDeliveryState {
   nack(offset: number, attempt: number, now: number, delayMs?: number): 'requeued' | 'dead-letter' {
     const e = this.#resolve(offset, attempt);
     if (e === undefined || e.state === 'settled') return settledOutcome(offset, attempt, e);
-    if (e.state === 'inflight') return this.#requeue(e, now + Math.max(0, delayMs ?? this.#backoff(e.count)), now);
+    if (e.state === 'inflight') return this.#requeue(e, now + Math.max(0, delayMs ?? backoffDelay(this.#backoffMs, e.count)), now);
     return e.state === 'dead' ? 'dead-letter' : 'requeued';
   }
 
@@ -299,8 +216,8 @@ export class PartitionDeliveryState {
   reject(offset: number, attempt: number): 'dead-letter' {
     const e = this.#resolve(offset, attempt);
     if (e === undefined || e.state === 'settled') return settledOutcome(offset, attempt, e);
-    if (e.state === 'inflight') this.#land(e);
-    if (e.state !== 'dead') this.#toDead(e);
+    if (e.state === 'inflight') this.#queues.land(e);
+    if (e.state !== 'dead') this.#queues.toDead(e);
     return 'dead-letter';
   }
 
@@ -309,20 +226,18 @@ export class PartitionDeliveryState {
     const e = this.#resolve(offset, attempt);
     if (e?.state !== 'inflight') return;
     e.deadline = now + this.#ackWaitMs;
-    this.#deadlines.push({ at: e.deadline, entry: e, attempt: e.count });
+    this.#timers.addDeadline(e);
     // Each call leaves a stale timer behind; a client calling this in a loop must not grow the heap.
-    if (this.#deadlines.size > 2 * this.#inFlight + 1024) this.#deadlines.retain(isLiveDeadline);
+    this.#timers.compactDeadlines(this.#queues.inFlight);
   }
 
   /** Deliveries whose deadline is at or before `now`: requeued (per backoff) or, at maxDeliveries, dead-letter. */
   expire(now: number): Array<{ offset: number; attempt: number; consumerId: string; outcome: 'requeued' | 'dead-letter' }> {
     const out: Array<{ offset: number; attempt: number; consumerId: string; outcome: 'requeued' | 'dead-letter' }> = [];
-    for (let t = this.#deadlines.peek(); t !== undefined && t.at <= now; t = this.#deadlines.peek()) {
-      this.#deadlines.pop();
-      if (!isLiveDeadline(t)) continue;
+    for (let t = this.#timers.popExpired(now); t !== undefined; t = this.#timers.popExpired(now)) {
       const { entry: e } = t;
       const consumerId = e.consumerId;
-      out.push({ offset: e.offset, attempt: t.attempt, consumerId, outcome: this.#requeue(e, now + this.#backoff(e.count), now) });
+      out.push({ offset: e.offset, attempt: t.attempt, consumerId, outcome: this.#requeue(e, now + backoffDelay(this.#backoffMs, e.count), now) });
     }
     this.#promoteDue(now);
     return out;
@@ -333,13 +248,12 @@ export class PartitionDeliveryState {
    * Those deliveries counted; one that was the maxDeliveries-th goes to the dead-letter path.
    */
   release(consumerId: string, now: number): Array<{ offset: number; outcome: 'requeued' | 'dead-letter' }> {
-    if (!this.#consumers.has(consumerId)) return [];
+    if (!this.#queues.holds(consumerId)) return [];
     // Every in-flight entry was offered and is unsettled, so it is in the window, which ascends.
     const out: Array<{ offset: number; outcome: 'requeued' | 'dead-letter' }> = [];
-    for (let i = this.#windowHead; i < this.#window.length; i++) {
-      const e = this.#entries.get(this.#window[i] as number);
-      if (e !== undefined && e.state === 'inflight' && e.consumerId === consumerId) out.push({ offset: e.offset, outcome: this.#requeue(e, now, now) });
-    }
+    this.#window.forEach((e) => {
+      if (e.state === 'inflight' && e.consumerId === consumerId) out.push({ offset: e.offset, outcome: this.#requeue(e, now, now) });
+    });
     return out;
   }
 
@@ -362,7 +276,7 @@ export class PartitionDeliveryState {
     if (e !== undefined) {
       if (e.state !== 'settled') this.#settle(e, 'dead-letter');
     } else if (Number.isSafeInteger(offset) && offset >= this.#readPosition) {
-      this.#settledAhead.add(offset);
+      this.#ahead.settle(offset);
     }
   }
 
@@ -383,7 +297,7 @@ export class PartitionDeliveryState {
 
   /** Offsets waiting for the dispatcher to dead-letter them, ascending. */
   pendingDeadLetters(): number[] {
-    return [...this.#dead].map((e) => e.offset).sort((a, b) => a - b);
+    return this.#queues.pendingDeadLetters();
   }
 
   /** True while the offset waits to be dead-lettered (false once settled, e.g. acked meanwhile). */
@@ -396,163 +310,57 @@ export class PartitionDeliveryState {
    * offsets. O(unsettled): settled ranges are the gaps between unsettled offsets.
    */
   snapshot(): PersistedPartitionState {
-    const ackFloor = this.ackFloor;
-    const acked: OffsetRange[] = [];
-    const deliveryCounts: Array<[number, number]> = [];
-    let next = ackFloor;
-    for (let i = this.#windowHead; i < this.#window.length; i++) {
-      const offset = this.#window[i] as number;
-      const e = this.#entries.get(offset);
-      if (e === undefined || e.state === 'settled') continue;
-      appendRange(acked, next, offset);
-      next = offset + 1;
-      if (e.count > 0) deliveryCounts.push([offset, e.count]);
-    }
-    appendRange(acked, next, this.#readPosition);
-    const ahead: OffsetRange[] = [];
-    for (let i = this.#restoredIdx; i < this.#restoredAcked.length; i++) {
-      const [start, end] = this.#restoredAcked[i] as OffsetRange;
-      ahead.push([Math.max(start, this.#readPosition), end]);
-    }
-    for (const offset of this.#settledAhead) ahead.push([offset, offset + 1]);
-    if (this.#settledAhead.size > 0) ahead.sort((a, b) => a[0] - b[0]);
-    for (const [start, end] of ahead) appendRange(acked, start, end);
-    // Only when nothing below the read position is unsettled: what the floor already covers.
-    while (acked.length > 0 && (acked[0] as OffsetRange)[0] < ackFloor) {
-      const first = acked[0] as OffsetRange;
-      if (first[1] > ackFloor) {
-        first[0] = ackFloor;
-        break;
-      }
-      acked.shift();
-    }
-    for (let i = this.#aheadIdx; i < this.#ahead.length; i++) {
-      const e = this.#ahead[i] as Entry;
-      if (e.state !== 'settled') deliveryCounts.push([e.offset, e.count]);
-    }
-    return { ackFloor, acked, deliveryCounts };
+    return takeSnapshot(this.ackFloor, this.#readPosition, this.#window, this.#ahead);
   }
 
   stats(): { inFlight: number; awaitingRedelivery: number; buffered: number; redeliveries: number; deadLettered: number; oldestUnsettled: number | undefined } {
     return {
-      inFlight: this.#inFlight,
-      awaitingRedelivery: this.#unsettled - this.#inFlight - this.#dead.size - this.#buffered,
+      inFlight: this.#queues.inFlight,
+      awaitingRedelivery: this.#unsettled - this.#queues.inFlight - this.#queues.dead - this.#buffered,
       buffered: this.#buffered,
       redeliveries: this.#redeliveries,
       deadLettered: this.#deadLettered,
-      oldestUnsettled: this.#window[this.#windowHead],
+      oldestUnsettled: this.#window.first,
     };
   }
 
   /** The earliest deadline or redelivery time not yet acted on (by expire or take), for the dispatcher's timer. */
   nextWakeAt(): number | undefined {
-    const deadline = peekWhere(this.#deadlines, isLiveDeadline)?.at;
-    const redelivery = peekWhere(this.#delayed, isLiveDelay)?.at;
-    if (deadline === undefined) return redelivery;
-    return redelivery === undefined ? deadline : Math.min(deadline, redelivery);
+    return this.#timers.nextWakeAt();
   }
 
   inFlightOf(consumerId: string): number {
-    return this.#consumers.get(consumerId) ?? 0;
+    return this.#queues.inFlightOf(consumerId);
   }
 
-  /**
-   * The entry `attempt` of `offset` addresses: unsettled, or settled with a known settling
-   * attempt; undefined when settled at an attempt no longer known. Throws STALE_ACK or
-   * UNKNOWN_DELIVERY otherwise.
-   */
+  /** The entry `attempt` of `offset` addresses, see resolveAttempt; throws STALE_ACK or UNKNOWN_DELIVERY. */
   #resolve(offset: number, attempt: number): Entry | undefined {
-    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(attempt) || attempt < 1) throw unknownDelivery(offset, attempt);
-    const e = this.#entries.get(offset);
-    if (e !== undefined) {
-      if (attempt < e.count) {
-        throw new SluiceError('STALE_ACK', `attempt ${attempt} of offset ${offset} was superseded by attempt ${e.count}`, {
-          details: { offset, attempt, currentAttempt: e.count },
-        });
-      }
-      if (attempt > e.count) throw unknownDelivery(offset, attempt);
-      return e;
-    }
-    if (offset >= this.#readPosition) {
-      if (this.#settledAhead.has(offset) || findRange(this.#restoredAcked, offset, this.#restoredIdx) >= 0) return undefined;
-      throw unknownDelivery(offset, attempt);
-    }
-    if (offset < this.#horizon || offset < this.ackFloor) return undefined;
-    // Settled at its first attempt in this process (later ones are kept), or a gap in the log.
-    if (attempt !== 1) throw unknownDelivery(offset, attempt);
-    return SETTLED_FIRST;
+    return resolveAttempt(this, this.#ahead, this.#entries.get(offset), offset, attempt);
   }
 
   #enqueue(e: Entry): void {
-    if (this.#keyed && e.key !== null) {
-      const queue = this.#keys.get(e.key);
-      if (queue !== undefined) {
-        queue.items.push(e);
-        if (e.state === 'ahead') e.state = 'blocked';
-        return;
-      }
-      this.#keys.set(e.key, { items: [e], head: 0 });
-    }
-    this.#activate(e);
-  }
-
-  /** Makes a placed entry deliverable; one already dead stays so. */
-  #activate(e: Entry): void {
-    if (e.state !== 'ahead' && e.state !== 'blocked') return;
-    if (e.count === 0) {
-      e.state = 'fresh';
-      this.#fresh.push(e);
-    } else if (e.count >= this.#maxDeliveries) {
-      this.#toDead(e);
-    } else {
-      e.state = 'ready';
-      this.#ready.push(e);
-    }
-  }
-
-  #toDead(e: Entry): void {
-    e.state = 'dead';
-    this.#dead.add(e);
-  }
-
-  /** Takes an in-flight entry out of flight (the caller gives it its next state). */
-  #land(e: Entry): void {
-    const held = (this.#consumers.get(e.consumerId) ?? 1) - 1;
-    if (held === 0) this.#consumers.delete(e.consumerId);
-    else this.#consumers.set(e.consumerId, held);
-    e.consumerId = '';
-    this.#inFlight--;
+    if (this.#keyed && e.key !== null && !this.#keys.enqueue(e, e.key)) return;
+    this.#queues.activate(e);
   }
 
   /** A delivery failed (nack, timeout, consumer gone): redeliver at `notBefore`, or dead-letter at maxDeliveries. */
   #requeue(e: Entry, notBefore: number, now: number): 'requeued' | 'dead-letter' {
-    this.#land(e);
+    this.#queues.land(e);
     if (e.count >= this.#maxDeliveries) {
-      this.#toDead(e);
+      this.#queues.toDead(e);
       return 'dead-letter';
     }
     if (notBefore <= now) {
-      e.state = 'ready';
-      this.#ready.push(e);
+      this.#queues.toReady(e);
     } else {
       e.state = 'delayed';
-      this.#delayed.push({ at: notBefore, entry: e, attempt: e.count });
+      this.#timers.addRedelivery(e, notBefore);
     }
     return 'requeued';
   }
 
   #promoteDue(now: number): void {
-    for (let t = this.#delayed.peek(); t !== undefined && t.at <= now; t = this.#delayed.peek()) {
-      this.#delayed.pop();
-      if (!isLiveDelay(t)) continue;
-      t.entry.state = 'ready';
-      this.#ready.push(t.entry);
-    }
-  }
-
-  #backoff(attempt: number): number {
-    const n = this.#backoffMs.length;
-    return n === 0 ? 0 : (this.#backoffMs[Math.min(attempt, n) - 1] as number);
+    for (let t = this.#timers.popDue(now); t !== undefined; t = this.#timers.popDue(now)) this.#queues.toReady(t.entry);
   }
 
   /**
@@ -563,8 +371,8 @@ export class PartitionDeliveryState {
    * offset would grow without bound.
    */
   #settle(e: Entry, by: 'ack' | 'dead-letter'): void {
-    if (e.state === 'inflight') this.#land(e);
-    else if (e.state === 'dead') this.#dead.delete(e);
+    if (e.state === 'inflight') this.#queues.land(e);
+    else if (e.state === 'dead') this.#queues.forgetDead(e);
     if (e.count === 0) this.#buffered--;
     this.#unsettled--;
     e.state = 'settled';
@@ -572,134 +380,28 @@ export class PartitionDeliveryState {
     if (e.offset >= this.#readPosition) {
       // Not offered again since the restart: remembered as a settled offset to skip.
       this.#entries.delete(e.offset);
-      this.#settledAhead.add(e.offset);
+      this.#ahead.settle(e.offset);
       return;
     }
     this.#unlockKey(e);
-    if (e.count <= 1 && by === 'ack') {
-      this.#entries.delete(e.offset);
-      this.#windowStale++;
-    }
-    if (e.offset === this.#window[this.#windowHead]) this.#advanceFloor();
-    else if (this.#windowStale > 1024 && 2 * this.#windowStale > this.#window.length - this.#windowHead) {
-      this.#window = this.#window.slice(this.#windowHead).filter((o) => this.#entries.has(o));
-      this.#windowHead = 0;
-      this.#windowStale = 0;
-    }
-  }
-
-  /** Pops settled offsets off the window's head, forgetting kept settled entries the floor passes. */
-  #advanceFloor(): void {
-    const w = this.#window;
-    let head = this.#windowHead;
-    for (; head < w.length; head++) {
-      const offset = w[head] as number;
-      const e = this.#entries.get(offset);
-      if (e === undefined) this.#windowStale--;
-      else if (e.state === 'settled') this.#entries.delete(offset);
-      else break;
-    }
-    if (head === w.length) {
-      w.length = 0;
-      head = 0;
-    } else if (head > 1024 && 2 * head > w.length) {
-      this.#window = w.slice(head);
-      head = 0;
-    }
-    this.#windowHead = head;
+    this.#window.settled(e, e.count <= 1 && by === 'ack');
   }
 
   /** The key's head settled: the next unsettled message with that key may go. */
   #unlockKey(e: Entry): void {
     if (!this.#keyed || e.key === null) return;
-    const queue = this.#keys.get(e.key);
-    // Not the head (possible only for entries restored across a change of ordering): skipped later.
-    if (queue === undefined || queue.items[queue.head] !== e) return;
-    let head = queue.head + 1;
-    while (head < queue.items.length && (queue.items[head] as Entry).state === 'settled') head++;
-    if (head === queue.items.length) {
-      this.#keys.delete(e.key);
-      return;
-    }
-    if (head > 64 && 2 * head > queue.items.length) {
-      queue.items = queue.items.slice(head);
-      head = 0;
-    }
-    queue.head = head;
-    this.#activate(queue.items[head] as Entry);
+    const next = this.#keys.unlock(e, e.key);
+    if (next !== undefined) this.#queues.activate(next);
   }
 
   /** Restored entries below `bound` not offered again are no longer in the log (retention): forgotten. */
   #passAhead(bound: number): void {
-    for (let e = this.#ahead[this.#aheadIdx]; e !== undefined && e.offset < bound; e = this.#ahead[++this.#aheadIdx]) {
+    for (let e = this.#ahead.nextPassed(bound); e !== undefined; e = this.#ahead.nextPassed(bound)) {
       if (e.state === 'settled') continue;
-      if (e.state === 'dead') this.#dead.delete(e);
+      if (e.state === 'dead') this.#queues.forgetDead(e);
       e.state = 'settled';
       this.#entries.delete(e.offset);
       this.#unsettled--;
     }
   }
-
-  /** True (once) for an offset being offered that was settled before: in a restored range, or settled while ahead. */
-  #settledBeforeOffer(offset: number): boolean {
-    const ranges = this.#restoredAcked;
-    while (this.#restoredIdx < ranges.length && (ranges[this.#restoredIdx] as OffsetRange)[1] <= offset) this.#restoredIdx++;
-    const r = ranges[this.#restoredIdx];
-    if (r !== undefined && r[0] <= offset) return true;
-    return this.#settledAhead.size > 0 && this.#settledAhead.delete(offset);
-  }
-}
-
-function newEntry(offset: number, key: string | null, count: number): Entry {
-  return { offset, key, state: 'ahead', count, consumerId: '', deadline: 0, settledBy: null };
-}
-
-/** nack or reject of a settled offset: a retry of the dead-lettering one says so again; anything else is stale. */
-function settledOutcome(offset: number, attempt: number, e: Entry | undefined): 'dead-letter' {
-  if (e?.settledBy === 'dead-letter') return 'dead-letter';
-  throw new SluiceError('STALE_ACK', `offset ${offset} is already settled`, { details: { offset, attempt, settled: true } });
-}
-
-function unknownDelivery(offset: number, attempt: number): SluiceError {
-  return new SluiceError('UNKNOWN_DELIVERY', `offset ${offset} has no delivery attempt ${attempt}`, { details: { offset, attempt } });
-}
-
-function isLiveDeadline(t: Timer): boolean {
-  return t.entry.state === 'inflight' && t.entry.count === t.attempt && t.entry.deadline === t.at;
-}
-
-function isLiveDelay(t: Timer): boolean {
-  // An entry is delayed at most once per attempt: leaving 'delayed' takes a delivery or a settlement.
-  return t.entry.state === 'delayed' && t.entry.count === t.attempt;
-}
-
-function byOffset(a: Entry, b: Entry): boolean {
-  return a.offset < b.offset;
-}
-
-function byTime(a: Timer, b: Timer): boolean {
-  return a.at < b.at || (a.at === b.at && a.entry.offset < b.entry.offset);
-}
-
-function popWhere(heap: SortedQueue<Entry>, state: State): Entry | undefined {
-  for (let e = heap.pop(); e !== undefined; e = heap.pop()) if (e.state === state) return e;
-  return undefined;
-}
-
-function peekWhere(heap: SortedQueue<Timer>, live: (t: Timer) => boolean): Timer | undefined {
-  for (let t = heap.peek(); t !== undefined; t = heap.peek()) {
-    if (live(t)) return t;
-    heap.pop();
-  }
-  return undefined;
-}
-
-function checkOptions(o: PartitionStateOptions): void {
-  const bad = (what: string): SluiceError => new SluiceError('INVALID_CONFIG', `push subscription: ${what}`);
-  if (!(Number.isFinite(o.ackWaitMs) && o.ackWaitMs > 0)) throw bad(`ackWaitMs must be positive, not ${o.ackWaitMs}`);
-  if (!(o.maxDeliveries === Infinity || (Number.isSafeInteger(o.maxDeliveries) && o.maxDeliveries >= 1))) {
-    throw bad(`maxDeliveries must be a positive integer, not ${o.maxDeliveries}`);
-  }
-  for (const ms of o.backoffMs) if (!(Number.isFinite(ms) && ms >= 0)) throw bad(`backoffMs must be non-negative, not ${ms}`);
-  if (o.ordering !== 'partition' && o.ordering !== 'key') throw bad(`unknown ordering ${String(o.ordering)}`);
 }

@@ -165,11 +165,12 @@ describe('regressions', () => {
     await conn.request('Subscribe', { subscription: 'ret-s', topic: 'ret', prefetch: 1, create: { start: 'earliest', ackWaitMs: 60_000 } });
     for (let i = 0; i < 40; i++) await produceRaw(conn, 'ret', 0, [{ value: 'x'.repeat(200) }]);
     const start = async (): Promise<number> => (await conn.request('DescribeTopic', { topic: 'ret' })).partitions[0]?.startOffset ?? 0;
-    await until(async () => (await start()) > 10, 5_000);
+    // Generous waits: retention runs every 50 ms, but a busy 2-core machine can delay it.
+    await until(async () => (await start()) > 10, 20_000);
     await until(async () => {
       const d = await conn.request('DescribeSubscription', { subscription: 'ret-s' });
       return (d.partitions[0]?.ackFloor ?? 0) >= (await start());
-    }, 5_000);
+    }, 20_000);
   });
 
   it('pipelined produces to an auto-created topic are appended in arrival order', async () => {
