@@ -1,12 +1,11 @@
 import type { Connection } from './connection.js';
 import { GroupMembership, keyOf, type TopicPartitionKey } from './internal/group-membership.js';
-import { SluiceError, hasCode, isSluiceError } from './protocol/errors.js';
-import type { OffsetSpec } from './protocol/messages/common.js';
-import type { ResponseOf } from './protocol/messages/index.js';
-import { fromErrorBody } from './protocol/messages/error.js';
-import { ISOLATION_LEVELS, type IsolationLevel } from './protocol/messages/fetch.js';
-import { decodeBatches } from './protocol/record-batch.js';
-import { toMessage, type Message } from './value-codec.js';
+import { requestFetch, takeFetched } from './internal/poll-fetch.js';
+import { parsePollConsumerOptions, type PollConsumerConfig } from './internal/poll-options.js';
+import { advanceProcessed, fetchCommitted, recordCommitted, resolveStart, uncommittedOffsets, type PartitionState } from './internal/poll-partitions.js';
+import { SluiceError } from './protocol/errors.js';
+import type { IsolationLevel } from './protocol/messages/fetch.js';
+import type { Message } from './value-codec.js';
 
 export interface PollConsumerOptions {
   /** Topics to consume. */
@@ -48,30 +47,6 @@ export interface GroupMemberInfo {
 
 export type StartFrom = 'earliest' | 'latest' | { readonly offset: number } | { readonly timestamp: number };
 
-interface Config {
-  readonly topics: readonly string[];
-  readonly group: string | undefined;
-  readonly from: StartFrom;
-  readonly autoCommit: boolean;
-  readonly autoCommitIntervalMs: number;
-  readonly maxWaitMs: number;
-  readonly maxBytes: number;
-  readonly maxPartitionBytes: number;
-  readonly isolation: IsolationLevel;
-}
-
-interface PartitionState extends TopicPartitionKey {
-  /** Where the partition started when it was assigned: its committed offset, else the `from` position. */
-  readonly start: number;
-  /** Next offset to fetch. */
-  position: number;
-  /** Everything below this offset has been processed (the offset a commit stores). */
-  processed: number;
-  /** What the group last committed for it, to skip no-op commits. */
-  committed: number;
-  paused: boolean;
-}
-
 /**
  * A Kafka-style consumer: long-polls its partitions and yields messages in offset order per
  * partition. At-least-once: a yielded message counts as processed when the iterator is asked
@@ -81,7 +56,7 @@ interface PartitionState extends TopicPartitionKey {
  */
 export class PollConsumer implements AsyncIterable<Message> {
   readonly #conn: Connection;
-  readonly #config: Config;
+  readonly #config: PollConsumerConfig;
   readonly #partitions = new Map<string, PartitionState>();
   #buffer: Message[] = [];
   /** Messages handed out (the last yielded one, or the last fetch()'s batch), not yet known processed. */
@@ -100,7 +75,7 @@ export class PollConsumer implements AsyncIterable<Message> {
 
   constructor(connection: Connection, options: PollConsumerOptions) {
     this.#conn = connection;
-    this.#config = parseOptions(options);
+    this.#config = parsePollConsumerOptions(options);
     options.signal?.addEventListener('abort', () => void this.close(), { once: true });
   }
 
@@ -219,24 +194,8 @@ export class PollConsumer implements AsyncIterable<Message> {
     await this.#serially(() => this.#seekToCommitted(group));
   }
 
-  /**
-   * The group's committed offsets. While a transaction holding offsets of the group is still
-   * finishing, the broker answers UNSTABLE_OFFSETS: wait and ask again, so a position is never
-   * taken from offsets that commit is about to move.
-   */
-  async #fetchCommitted(group: string): Promise<ResponseOf<'FetchOffsets'>> {
-    for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
-      try {
-        return await this.#conn.request('FetchOffsets', { groupId: group });
-      } catch (err) {
-        if (!hasCode(err, 'UNSTABLE_OFFSETS') || this.#closed) throw err;
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
-
   async #seekToCommitted(group: string): Promise<void> {
-    const res = await this.#fetchCommitted(group);
+    const res = await fetchCommitted(this.#conn, group, () => this.#closed);
     const committed = new Map(res.offsets.map((o) => [keyOf(o.topic, o.partition), o.offset]));
     this.#outstanding = [];
     for (const state of this.#partitions.values()) {
@@ -262,8 +221,7 @@ export class PollConsumer implements AsyncIterable<Message> {
    */
   async commit(offsets?: readonly { topic: string; partition: number; offset: number }[]): Promise<void> {
     if (offsets === undefined) this.#markProcessed();
-    const list = offsets ?? [...this.#partitions.values()].filter((p) => p.processed > p.committed).map(({ topic, partition, processed }) => ({ topic, partition, offset: processed }));
-    await this.#commit(list);
+    await this.#commit(offsets ?? uncommittedOffsets(this.#partitions.values()));
   }
 
   /** Stops fetching, commits what was processed (with autoCommit), and leaves the group. */
@@ -321,11 +279,11 @@ export class PollConsumer implements AsyncIterable<Message> {
     this.#assignmentChanges++;
     const committed = new Map<string, number>();
     if (this.#config.group !== undefined) {
-      const res = await this.#fetchCommitted(this.#config.group);
+      const res = await fetchCommitted(this.#conn, this.#config.group, () => this.#closed);
       for (const o of res.offsets) committed.set(keyOf(o.topic, o.partition), o.offset);
     }
     const missing = tps.filter((tp) => !committed.has(keyOf(tp.topic, tp.partition)));
-    const starts = await this.#resolve(missing, this.#config.from);
+    const starts = await resolveStart(this.#conn, missing, this.#config.from, this.#config.isolation);
     for (const tp of tps) {
       const key = keyOf(tp.topic, tp.partition);
       const c = committed.get(key);
@@ -340,28 +298,9 @@ export class PollConsumer implements AsyncIterable<Message> {
     this.#dropBuffered((m) => keys.has(keyOf(m.topic, m.partition)));
     if (!fenced && this.#config.autoCommit) {
       const revoked = tps.map((tp) => this.#partitions.get(keyOf(tp.topic, tp.partition))).filter((p): p is PartitionState => p !== undefined);
-      const offsets = revoked.filter((p) => p.processed > p.committed).map(({ topic, partition, processed }) => ({ topic, partition, offset: processed }));
-      await this.#commit(offsets).catch(() => undefined);
+      await this.#commit(uncommittedOffsets(revoked)).catch(() => undefined);
     }
     for (const key of keys) this.#partitions.delete(key);
-  }
-
-  /** Resolves a starting point to an offset per partition. */
-  async #resolve(tps: readonly TopicPartitionKey[], from: StartFrom): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    if (tps.length === 0) return out;
-    if (typeof from === 'object' && 'offset' in from) {
-      for (const tp of tps) out.set(keyOf(tp.topic, tp.partition), from.offset);
-      return out;
-    }
-    const at: OffsetSpec = typeof from === 'object' ? from.timestamp : from;
-    const isolation = this.#config.isolation;
-    const res = await this.#conn.request('ListOffsets', { ...(isolation === 'read_committed' ? { isolation } : {}), partitions: tps.map((tp) => ({ ...tp, at })) });
-    for (const p of res.partitions) {
-      if (p.error !== undefined) throw fromErrorBody(p.error);
-      out.set(keyOf(p.topic, p.partition), p.offset);
-    }
-    return out;
   }
 
   async #refill(): Promise<Message | undefined> {
@@ -385,57 +324,19 @@ export class PollConsumer implements AsyncIterable<Message> {
       await new Promise((r) => setTimeout(r, Math.min(this.#config.maxWaitMs, 100)));
       return;
     }
-    const { maxWaitMs, maxBytes, maxPartitionBytes, isolation } = this.#config;
-    let res;
-    try {
-      res = await this.#conn.request(
-        'Fetch',
-        {
-          maxWaitMs,
-          minBytes: 1,
-          maxBytes,
-          ...(isolation === 'read_committed' ? { isolation } : {}),
-          partitions: fetchable.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.position, maxBytes: maxPartitionBytes })),
-        },
-        { timeoutMs: maxWaitMs + 30_000, signal: signal === undefined ? this.#stop.signal : AbortSignal.any([this.#stop.signal, signal]) },
-      );
-    } catch (err) {
-      if (this.#closed || hasCode(err, 'ABORTED')) return;
-      // A connection that will not come back (closed, or reconnect off) ends the iteration.
-      if (isSluiceError(err) && err.retriable && this.#conn.state !== 'closed') {
-        await new Promise((r) => setTimeout(r, 100));
-        return;
-      }
-      throw err;
-    }
-    const reset: PartitionState[] = [];
-    for (const fetched of res.partitions) {
-      const state = this.#partitions.get(keyOf(fetched.topic, fetched.partition));
-      // Revoked, moved or paused while the poll was out: what it returned is not ours to yield.
-      if (state === undefined || state.paused || asked.get(state) !== state.position) continue;
-      if (fetched.error !== undefined) {
-        if (fetched.error.name === 'OFFSET_OUT_OF_RANGE') reset.push(state);
-        else throw fromErrorBody(fetched.error);
-        continue;
-      }
-      for (const record of decodeBatches(fetched.records)) {
-        if (record.offset < state.position) continue; // a batch may start before the position
-        this.#buffer.push(toMessage(fetched.topic, fetched.partition, record));
-        state.position = record.offset + 1;
-      }
-      // Past what the broker examined and left out (transaction markers, aborted transactions
-      // under read_committed), so that a partition of left-out batches does not stall.
-      if (fetched.nextOffset > state.position) state.position = fetched.nextOffset;
-    }
+    const stop = signal === undefined ? this.#stop.signal : AbortSignal.any([this.#stop.signal, signal]);
+    const res = await requestFetch(this.#conn, this.#config, fetchable, stop, () => this.#closed);
+    if (res === undefined) return;
+    const reset = takeFetched(res, this.#partitions, asked, this.#buffer);
     if (reset.length > 0) {
       const policy = this.#config.from === 'latest' ? 'latest' : 'earliest';
-      const starts = await this.#resolve(reset, policy);
+      const starts = await resolveStart(this.#conn, reset, policy, this.#config.isolation);
       for (const state of reset) state.position = state.processed = starts.get(keyOf(state.topic, state.partition)) ?? state.position;
     }
   }
 
   #markProcessed(): void {
-    for (const m of this.#outstanding) this.#advanceProcessed(m);
+    for (const m of this.#outstanding) advanceProcessed(this.#partitions, m);
     this.#outstanding = [];
   }
 
@@ -452,14 +353,8 @@ export class PollConsumer implements AsyncIterable<Message> {
     }
   }
 
-  #advanceProcessed(m: Message): void {
-    const state = this.#partitions.get(keyOf(m.topic, m.partition));
-    if (state !== undefined && m.offset + 1 > state.processed) state.processed = m.offset + 1;
-  }
-
   async #commitProcessed(): Promise<void> {
-    const offsets = [...this.#partitions.values()].filter((p) => p.processed > p.committed).map(({ topic, partition, processed }) => ({ topic, partition, offset: processed }));
-    await this.#commit(offsets);
+    await this.#commit(uncommittedOffsets(this.#partitions.values()));
   }
 
   async #commit(offsets: readonly { topic: string; partition: number; offset: number }[]): Promise<void> {
@@ -473,10 +368,7 @@ export class PollConsumer implements AsyncIterable<Message> {
       ...(membership?.memberId === undefined ? {} : { memberId: membership.memberId }),
       offsets,
     });
-    for (const o of offsets) {
-      const state = this.#partitions.get(keyOf(o.topic, o.partition));
-      if (state !== undefined && o.offset > state.committed) state.committed = o.offset;
-    }
+    recordCommitted(this.#partitions, offsets);
   }
 
   #dropBuffered(match: (m: Message) => boolean): void {
@@ -497,44 +389,4 @@ export class PollConsumer implements AsyncIterable<Message> {
       if (paused) this.#dropBuffered((m) => m.topic === tp.topic && m.partition === tp.partition);
     }
   }
-}
-
-function parseOptions(o: PollConsumerOptions): Config {
-  if (!Array.isArray(o.topics) || o.topics.length === 0 || o.topics.some((t) => typeof t !== 'string')) {
-    throw new SluiceError('INVALID_CONFIG', 'consumer option topics must be a non-empty array of topic names');
-  }
-  const positive = (v: number | undefined, fallback: number, name: string): number => {
-    if (v === undefined) return fallback;
-    if (!Number.isInteger(v) || v <= 0) throw new SluiceError('INVALID_CONFIG', `consumer option ${name} must be a positive integer, got ${v}`);
-    return v;
-  };
-  return Object.freeze({
-    topics: [...o.topics],
-    group: o.group,
-    from: parseStartFrom(o.from),
-    autoCommit: o.group !== undefined && (o.autoCommit ?? true),
-    autoCommitIntervalMs: positive(o.autoCommitIntervalMs, 1_000, 'autoCommitIntervalMs'),
-    maxWaitMs: positive(o.maxWaitMs, 500, 'maxWaitMs'),
-    maxBytes: positive(o.maxBytes, 4 << 20, 'maxBytes'),
-    maxPartitionBytes: positive(o.maxPartitionBytes, 1 << 20, 'maxPartitionBytes'),
-    isolation: parseIsolation(o.isolation),
-  });
-}
-
-function parseIsolation(isolation: IsolationLevel | undefined): IsolationLevel {
-  if (isolation === undefined) return 'read_committed';
-  if (!ISOLATION_LEVELS.includes(isolation)) {
-    throw new SluiceError('INVALID_CONFIG', `consumer option isolation must be 'read_committed' or 'read_uncommitted', got ${JSON.stringify(isolation)}`);
-  }
-  return isolation;
-}
-
-function parseStartFrom(from: StartFrom | undefined): StartFrom {
-  if (from === undefined) return 'latest';
-  if (from === 'earliest' || from === 'latest') return from;
-  const n = typeof from === 'object' && from !== null ? ('offset' in from ? from.offset : 'timestamp' in from ? from.timestamp : NaN) : NaN;
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new SluiceError('INVALID_CONFIG', "consumer option from must be 'earliest', 'latest', { offset } or { timestamp } with a non-negative integer");
-  }
-  return from;
 }
