@@ -5,6 +5,7 @@
  */
 import { BATCH_HEADER_SIZE, batchSizeAt, verifyBatch } from '../../client/protocol/record-batch.js';
 import { type FileHandle, readFully } from './file-io.js';
+import { readInt64BE } from '../../client/protocol/int64.js';
 
 export interface ScanOptions {
   /** File size to scan up to. */
@@ -41,16 +42,15 @@ export interface FrameHeader {
   maxTimestamp: number;
 }
 
-const TWO_32 = 4_294_967_296;
 
 /** Reads just the walked fields: the read path does this for every batch it serves. */
 function readFrame(buf: Buffer, pos: number): FrameHeader {
   return {
-    baseOffset: buf.readInt32BE(pos) * TWO_32 + buf.readUInt32BE(pos + 4),
+    baseOffset: readInt64BE(buf, pos),
     batchLength: buf.readInt32BE(pos + 8),
     magic: buf.readInt8(pos + 16),
     lastOffsetDelta: buf.readInt32BE(pos + 23),
-    maxTimestamp: buf.readInt32BE(pos + 35) * TWO_32 + buf.readUInt32BE(pos + 39),
+    maxTimestamp: readInt64BE(buf, pos + 35),
   };
 }
 

@@ -16,9 +16,9 @@
  * Producer timestamps are not monotonic, which is why entries hold the running maximum: the
  * first batch with maxTimestamp >= t lies after the last entry with T < t.
  */
+import { readInt64BE, writeInt64BE } from '../../client/protocol/int64.js';
 
 export const TIME_INDEX_ENTRY_SIZE = 12;
-const TWO_32 = 4_294_967_296;
 
 export interface TimeEntry {
   timestamp: number;
@@ -95,9 +95,7 @@ export class TimeIndex {
     for (let i = 0; i < this.#length; i++) {
       const at = i * TIME_INDEX_ENTRY_SIZE;
       const ts = this.#timestamps[i]!;
-      const hi = Math.floor(ts / TWO_32);
-      buf.writeInt32BE(hi, at);
-      buf.writeUInt32BE(ts - hi * TWO_32, at + 4);
+      writeInt64BE(buf, ts, at);
       buf.writeUInt32BE(this.#offsets[i]!, at + 8);
     }
     return buf;
@@ -110,7 +108,7 @@ export class TimeIndex {
     const index = new TimeIndex(Math.max(16, n));
     for (let i = 0; i < n; i++) {
       const at = i * TIME_INDEX_ENTRY_SIZE;
-      const timestamp = buf.readInt32BE(at) * TWO_32 + buf.readUInt32BE(at + 4);
+      const timestamp = readInt64BE(buf, at);
       const relativeOffset = buf.readUInt32BE(at + 8);
       if (!Number.isSafeInteger(timestamp) || relativeOffset >= offsetCount) return undefined;
       const last = index.last();

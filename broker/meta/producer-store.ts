@@ -56,7 +56,8 @@ export interface ProducerStore {
   setTransactionState(transactionalId: string, producerId: number, producerEpoch: number, state: string, now: number): boolean;
 }
 
-interface TransactionalIdRow {
+/** A row of transactional_ids, as SQLite returns it (transaction-store.ts extends it). */
+export interface TransactionalIdRow {
   transactional_id: string;
   producer_id: number;
   producer_epoch: number;

@@ -1,3 +1,4 @@
+import type { TransactionalIdRow } from './producer-store.js';
 import type Database from 'better-sqlite3';
 import { SluiceError } from '../../client/protocol/errors.js';
 import { MAX_PRODUCER_EPOCH } from './producer-store.js';
@@ -82,13 +83,7 @@ export interface TransactionStore {
   complete(transactionalId: string, producerId: number, producerEpoch: number, options: CompleteOptions): TransactionRecord | undefined;
 }
 
-interface Row {
-  transactional_id: string;
-  producer_id: number;
-  producer_epoch: number;
-  timeout_ms: number;
-  state: string;
-  updated_at: number;
+interface Row extends TransactionalIdRow {
   partitions: string | null;
   group_offsets: string | null;
   push_acks: string | null;

@@ -13,6 +13,7 @@
  */
 import { ATTR_CONTROL, ATTR_TRANSACTIONAL, BATCH_OVERHEAD } from '../../client/protocol/record-batch.js';
 import type { AbortedTxn } from './producer-state.js';
+import { readInt64BE } from '../../client/protocol/int64.js';
 
 export interface VisibleBatch {
   readonly baseOffset: number;
@@ -27,7 +28,6 @@ const BATCH_LENGTH_AT = 8;
 const ATTRIBUTES_AT = 21;
 const LAST_OFFSET_DELTA_AT = 23;
 const PRODUCER_ID_AT = 43;
-const TWO_32 = 4_294_967_296;
 
 /**
  * Calls `visit` for each batch of `bytes` (whole batches as PartitionLog.read returns them) that
@@ -46,7 +46,7 @@ export function forEachVisibleBatch(
   let next = fromOffset;
   for (let pos = 0; pos + BATCH_OVERHEAD <= bytes.length; ) {
     const start = pos;
-    const baseOffset = bytes.readInt32BE(pos) * TWO_32 + bytes.readUInt32BE(pos + 4);
+    const baseOffset = readInt64BE(bytes, pos);
     pos += bytes.readInt32BE(pos + BATCH_LENGTH_AT) + BATCH_OVERHEAD;
     if (baseOffset >= endOffset) break;
     const lastOffset = baseOffset + bytes.readInt32BE(start + LAST_OFFSET_DELTA_AT);
@@ -55,7 +55,7 @@ export function forEachVisibleBatch(
     const attributes = bytes.readInt16BE(start + ATTRIBUTES_AT);
     if ((attributes & ATTR_CONTROL) !== 0) continue;
     if (abortedBy !== undefined && (attributes & ATTR_TRANSACTIONAL) !== 0) {
-      const producerId = bytes.readInt32BE(start + PRODUCER_ID_AT) * TWO_32 + bytes.readUInt32BE(start + PRODUCER_ID_AT + 4);
+      const producerId = readInt64BE(bytes, start + PRODUCER_ID_AT);
       if (isAborted(abortedBy, producerId, baseOffset)) continue;
     }
     visit({ baseOffset, lastOffset, bytes: bytes.subarray(start, pos) });

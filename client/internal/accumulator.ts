@@ -9,6 +9,7 @@ import { Buffer } from 'node:buffer';
 import { crc32c } from '../protocol/crc32c.js';
 import { ATTR_TRANSACTIONAL, BATCH_HEADER_SIZE, BATCH_OVERHEAD, MAGIC } from '../protocol/record-batch.js';
 import { writeVarlong, varlongSize } from '../protocol/varint.js';
+import { writeInt64BE } from '../protocol/int64.js';
 
 /** A record's value as the builder takes it: bytes, a string (written as UTF-8) or null. */
 export type RecordValue = Buffer | string | null;
@@ -45,7 +46,6 @@ export const RECORD_FIXED_OVERHEAD = 21;
 
 const ATTRIBUTES_OFFSET = 21;
 const CRC_OFFSET = 17;
-const TWO_32 = 4_294_967_296;
 /** Timestamp deltas in [0, 2^29) take the int fast path below (zigzag 2n fits 30 bits). */
 const SMALL_DELTA = 0x2000_0000;
 
@@ -224,11 +224,6 @@ function putBytes(buf: Buffer, v: string | Buffer, pos: number): number {
   return pos + v.length;
 }
 
-function writeInt64BE(buf: Buffer, value: number, at: number): void {
-  const hi = Math.floor(value / TWO_32);
-  buf.writeInt32BE(hi, at);
-  buf.writeUInt32BE(value - hi * TWO_32, at + 4);
-}
 
 /**
  * Milliseconds since the epoch, read once per turn of the event loop (and again every 256

@@ -12,6 +12,7 @@ import { Buffer } from 'node:buffer';
 import { crc32c } from './crc32c.js';
 import { SluiceError } from './errors.js';
 import { type Cursor, readVarint, readVarlong, varintSize, varlongSize, writeVarint, writeVarlong } from './varint.js';
+import { readInt64BE, writeInt64BE } from './int64.js';
 
 export const BATCH_HEADER_SIZE = 61; // bytes before the first record
 export const BATCH_LENGTH_OFFSET = 8; // where the int32 batchLength sits
@@ -30,7 +31,6 @@ const MIN_BATCH_LENGTH = BATCH_HEADER_SIZE - BATCH_OVERHEAD; // 49: a header and
 /** The smallest record: length, attributes, timestampDelta, offsetDelta, key, value and header count, one byte each. */
 const MIN_RECORD_SIZE = 7;
 const MAX_BATCH_LENGTH = 0x7fff_ffff;
-const TWO_32 = 4_294_967_296;
 const EMPTY = Buffer.alloc(0);
 
 export interface RecordHeader {
@@ -95,14 +95,8 @@ function hex32(n: number): string {
   return `0x${n.toString(16).padStart(8, '0')}`;
 }
 
-function writeInt64BE(buf: Buffer, value: number, at: number): void {
-  const hi = Math.floor(value / TWO_32);
-  buf.writeInt32BE(hi, at);
-  buf.writeUInt32BE(value - hi * TWO_32, at + 4);
-}
-
 function readSafeInt64BE(buf: Buffer, at: number, field: string, pos: number): number {
-  const value = buf.readInt32BE(at) * TWO_32 + buf.readUInt32BE(at + 4);
+  const value = readInt64BE(buf, at);
   // Any int64 above 2^53 - 1 in magnitude rounds to a non-safe double, so this check is exact.
   if (!Number.isSafeInteger(value)) throw invalid(`batch at byte ${pos}: ${field} is outside the safe integer range`);
   return value;

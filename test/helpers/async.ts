@@ -1,3 +1,5 @@
+import { isSluiceError, type SluiceError } from '../../client/protocol/errors.js';
+
 /** Resolves to what `p` rejects with; fails the test if it resolves instead. */
 export async function rejection(p: Promise<unknown>): Promise<unknown> {
   try {
@@ -15,4 +17,11 @@ export async function until(done: () => boolean | Promise<boolean>, timeoutMs = 
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Like rejection(), and also fails the test unless the rejection is a SluiceError. */
+export async function sluiceRejection(p: Promise<unknown>): Promise<SluiceError> {
+  const err = await rejection(p);
+  if (!isSluiceError(err)) throw new Error(`expected a SluiceError, got ${String(err)}`);
+  return err;
 }

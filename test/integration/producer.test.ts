@@ -14,6 +14,7 @@ import { startBroker, type RunningBroker } from '../../broker/index.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { rejection } from '../helpers/async.js';
 
 let dir: ReturnType<typeof tempDir>;
 let broker: RunningBroker;
@@ -72,14 +73,6 @@ async function readPartition(conn: Connection, topic: string, partition: number)
   }
 }
 
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '../../broker/index.js';
 import { connect as connectClient } from '../../client/client.js';
 import { Connection } from '../../client/connection.js';
-import { hasCode, type SluiceError } from '../../client/protocol/errors.js';
+import { hasCode } from '../../client/protocol/errors.js';
 import type { SubscriptionConfigInput } from '../../client/protocol/messages/push.js';
 import { decodeBatches } from '../../client/protocol/record-batch.js';
 import { PushConsumer, type PushMessage } from '../../client/push-consumer.js';
@@ -11,6 +11,7 @@ import { toMessage, type Message } from '../../client/value-codec.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { produceRaw, type TestMessage } from '../helpers/produce.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { sluiceRejection as rejection } from '../helpers/async.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -36,14 +37,6 @@ function consumer(conn: Connection, topic: string, subscription: string, extra: 
   return c;
 }
 
-async function rejection(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as SluiceError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Receives `n` messages, failing after `timeoutMs`. */
 async function take(c: PushConsumer, n: number, timeoutMs = 5_000): Promise<PushMessage[]> {

@@ -3,10 +3,12 @@ import { startBroker, type RunningBroker } from '../../broker/index.js';
 import { Connection } from '../../client/connection.js';
 import type { SluiceError } from '../../client/protocol/errors.js';
 import type { FetchedPartition, IsolationLevel } from '../../client/protocol/messages/fetch.js';
+import { fromErrorBody } from '../../client/protocol/messages/error.js';
 import { Opcode } from '../../client/protocol/opcodes.js';
 import { ATTR_CONTROL, ATTR_TRANSACTIONAL, BATCH_OVERHEAD, decodeBatches, encodeRecordBatch, readBatchHeader } from '../../client/protocol/record-batch.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { sluiceRejection as rejection } from '../helpers/async.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -27,14 +29,6 @@ async function connect(b: RunningBroker): Promise<Connection> {
   return conn;
 }
 
-async function rejection(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as SluiceError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /**
  * A transactional producer speaking the raw protocol, as the SDK will: per-partition sequences,
@@ -75,7 +69,7 @@ class TxnProducer {
   async send(topic: string, partition: number, values: readonly string[]): Promise<void> {
     const res = await this.conn.request('Produce', { batches: [{ topic, partition, batch: this.batch(topic, partition, values) }] });
     const error = res.results[0]?.error;
-    if (error !== undefined) throw Object.assign(new Error(error.message), { code: error.name, details: error.details });
+    if (error !== undefined) throw fromErrorBody(error);
   }
 
   async end(commit: boolean): Promise<void> {
