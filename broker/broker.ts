@@ -16,7 +16,7 @@ import { pushHandlers } from './handlers/push.js';
 import type { Services } from './handlers/services.js';
 import { topicHandlers } from './handlers/topics.js';
 import { transactionHandlers } from './handlers/transactions.js';
-import { LogManager } from './log/index.js';
+import { LogManager, type FileIO } from './log/index.js';
 import { createLogger, type Logger } from './logger.js';
 import type { MetaStore } from './meta/meta-store.js';
 import { openMetaStore } from './meta/sqlite-meta-store.js';
@@ -35,6 +35,11 @@ const SESSION_SWEEP_MS = 1_000;
  * The broker core: owns storage and state, and answers requests through one handler per request
  * type. It never sees a socket; `handleConnection` takes any duplex stream.
  */
+/** Where a broker keeps its bytes, when not the real file system (tests). */
+export interface BrokerStorage {
+  io?: FileIO;
+}
+
 export class Broker implements RequestHost {
   readonly config: BrokerConfig;
   readonly log: Logger;
@@ -113,8 +118,11 @@ export class Broker implements RequestHost {
     }
   }
 
-  /** Opens the data directory: locks it, opens SQLite, recovers every partition log. */
-  static async open(options: BrokerOptions = {}): Promise<Broker> {
+  /**
+   * Opens the data directory: locks it, opens SQLite, recovers every partition log. `storage.io`
+   * replaces the file system the logs use (sluice/testing passes a PowerCutIO to pull the plug).
+   */
+  static async open(options: BrokerOptions = {}, storage: BrokerStorage = {}): Promise<Broker> {
     const config = parseBrokerConfig(options);
     const log = config.logger ?? createLogger(config.logLevel);
     const unlock = lockDataDir(config.dataDir);
@@ -124,6 +132,7 @@ export class Broker implements RequestHost {
       let broker: Broker | undefined;
       const logs = new LogManager({
         dataDir: config.dataDir,
+        ...(storage.io === undefined ? {} : { io: storage.io }),
         defaults: { fsync: config.fsync, fsyncIntervalMs: config.fsyncIntervalMs, maxBatchBytes: config.maxBatchBytes, logger: log },
         onFatal: (err, topic, partition) => broker?.fail(err, `${topic}/${partition}`),
       });
@@ -207,6 +216,48 @@ export class Broker implements RequestHost {
       this.#closing.then(this.#markClosed, this.#markClosed);
     }
     return this.#closing;
+  }
+
+  /**
+   * Ends the leases of a push subscription's in-flight deliveries now (all, or those `match`
+   * picks), as if their ack wait had run out: they are redelivered (or dead-lettered at
+   * maxDeliveries), and a late ack of the old attempt gets STALE_ACK. Returns how many. For
+   * fault-injection tests (sluice/testing); UNKNOWN_SUBSCRIPTION if there is no such subscription.
+   */
+  expireLeases(subscription: string, match?: (partition: number, offset: number) => boolean): number {
+    return this.#push.endLeases(subscription, match);
+  }
+
+  /** The push subscription a connected consumer id belongs to (sluice/testing reads Deliver frames by it). */
+  subscriptionOfConsumer(consumerId: string): string | undefined {
+    return this.#push.subscriptionOf(consumerId);
+  }
+
+  /**
+   * Stops at once, as a crash would: connections are cut and nothing is flushed on the way out
+   * (push state not yet saved stays unsaved, no final snapshots). Files, SQLite and the data-dir
+   * lock are released so the same process can open the directory again. Log files are closed as
+   * usual, so to lose unsynced bytes too, cut the power of a PowerCutIO first (sluice/testing).
+   */
+  halt(): Promise<void> {
+    if (this.#closing === undefined) {
+      this.#closing = this.#halt();
+      this.#closing.then(this.#markClosed, this.#markClosed);
+    }
+    return this.#closing;
+  }
+
+  async #halt(): Promise<void> {
+    this.#stopping.abort();
+    for (const t of this.#timers) clearInterval(t);
+    for (const c of this.#connections) c.destroy();
+    this.#push.close({ flush: false });
+    const quietly = (what: string) => (err: unknown) => this.log.debug({ err }, `${what} failed while halting`);
+    await this.#transactions.close().catch(quietly('transactions'));
+    await this.#logs.close().catch(quietly('logs'));
+    await this.#producerStates.close().catch(quietly('producer state'));
+    this.#meta.close();
+    this.#unlock();
   }
 
   /** Resolves once the broker has closed, whoever closed it (a caller, or a storage failure). */

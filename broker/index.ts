@@ -1,8 +1,10 @@
-import { Broker } from './broker.js';
+import { Broker, type BrokerStorage } from './broker.js';
 import type { BrokerOptions } from './config.js';
 import { TcpListener } from './net/listener.js';
 
-export { Broker } from './broker.js';
+export { Broker, type BrokerStorage } from './broker.js';
+export { PowerCutIO, type PowerCutOptions } from './log/power-cut-io.js';
+export type { FileIO, FileHandle, FileStat, OpenMode } from './log/file-io.js';
 export type { BrokerOptions, BrokerConfig, FsyncMode } from './config.js';
 export type { Logger, LogLevel } from './logger.js';
 
@@ -18,8 +20,8 @@ export interface RunningBroker {
 }
 
 /** Starts an embedded broker, e.g. `startBroker({ port: 0, dataDir })` in a service's own tests. */
-export async function startBroker(options: BrokerOptions = {}): Promise<RunningBroker> {
-  const broker = await Broker.open(options);
+export async function startBroker(options: BrokerOptions = {}, storage: BrokerStorage = {}): Promise<RunningBroker> {
+  const broker = await Broker.open(options, storage);
   let listener: TcpListener;
   try {
     listener = await TcpListener.listen(broker, broker.config.host, broker.config.port);

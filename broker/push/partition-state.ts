@@ -231,6 +231,23 @@ export class PartitionDeliveryState {
     this.#timers.compactDeadlines(this.#queues.inFlight);
   }
 
+  /**
+   * Ends the leases of in-flight deliveries now (all, or those `match` picks), as if their ack
+   * wait ran out: the next `expire(now)` requeues them. sluice/testing's "expire a lease" knob.
+   * Returns how many leases it ended.
+   */
+  endLeases(now: number, match: (offset: number) => boolean = () => true): number {
+    let ended = 0;
+    for (const e of this.#entries.values()) {
+      if (e.state !== 'inflight' || e.deadline <= now || !match(e.offset)) continue;
+      e.deadline = now;
+      this.#timers.addDeadline(e);
+      ended++;
+    }
+    this.#timers.compactDeadlines(this.#queues.inFlight);
+    return ended;
+  }
+
   /** Deliveries whose deadline is at or before `now`: requeued (per backoff) or, at maxDeliveries, dead-letter. */
   expire(now: number): Array<{ offset: number; attempt: number; consumerId: string; outcome: 'requeued' | 'dead-letter' }> {
     const out: Array<{ offset: number; attempt: number; consumerId: string; outcome: 'requeued' | 'dead-letter' }> = [];

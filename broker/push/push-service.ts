@@ -119,14 +119,25 @@ export class PushService {
     return [...this.#subscriptions.values()].filter((s) => s.config.deadLetterTopic === topic && s.topic !== topic).map((s) => s.name);
   }
 
+  /** Ends in-flight leases of a subscription now, as if their ack wait ran out (Broker.expireLeases). */
+  endLeases(name: string, match?: (partition: number, offset: number) => boolean): number {
+    return this.#require(name).endLeases(match);
+  }
+
+  /** The subscription a consumer id belongs to, if it is connected. */
+  subscriptionOf(consumerId: string): string | undefined {
+    return this.#consumers.get(consumerId)?.subscription.name;
+  }
+
   /** The topic is gone (its subscriptions went with it in SQLite): forget them here too. */
   dropTopic(topic: string): void {
     for (const sub of [...this.#subscriptions.values()]) if (sub.topic === topic) this.#close(sub);
   }
 
-  close(): void {
+  /** `flush: false` is a crash (Broker.halt): state not yet saved is lost, as it would be. */
+  close({ flush = true }: { flush?: boolean } = {}): void {
     clearInterval(this.#flushTimer);
-    this.#flushAll();
+    if (flush) this.#flushAll();
     for (const sub of [...this.#subscriptions.values()]) sub.close();
   }
 

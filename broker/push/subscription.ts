@@ -180,6 +180,15 @@ export class Subscription {
     return this.#slots.map((s) => ({ partition: s.partition, state: s.state.snapshot() }));
   }
 
+  /** Ends in-flight leases now (all, or those `match` picks) and redelivers them; returns how many. */
+  endLeases(match: (partition: number, offset: number) => boolean = () => true): number {
+    const now = Date.now();
+    let ended = 0;
+    for (const slot of this.#slots) ended += slot.state.endLeases(now, (offset) => match(slot.partition, offset));
+    if (ended > 0) void this.pump();
+    return ended;
+  }
+
   /**
    * Runs the pump, or asks the running one for another round; resolves when the rounds that
    * cover this call are done (so a caller can wait for the dead letters it caused).
