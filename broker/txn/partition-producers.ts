@@ -17,7 +17,7 @@ import { ATTR_CONTROL, type BatchHeader } from '../../client/protocol/record-bat
 import { type FileIO, type PartitionLog, controlRecordKey, scanBatchHeaders } from '../log/index.js';
 import type { Logger } from '../logger.js';
 import { parseControlKey } from './control-record.js';
-import { readProducerSnapshot, writeProducerSnapshot } from './producer-snapshot.js';
+import { readProducerSnapshot, removeProducerSnapshot, writeProducerSnapshot } from './producer-snapshot.js';
 import { type AppendOffsets, type CheckResult, ProducerStateTable } from './producer-state.js';
 
 export interface PartitionProducersConfig {
@@ -78,6 +78,7 @@ export class PartitionProducers {
       logger.warn({ dir, reason: loaded.reason }, 'producer-state snapshot ignored; rebuilding from the whole log');
     } else if (loaded.status === 'ok' && loaded.snapshot.coveredOffset > log.endOffset) {
       logger.warn({ dir, coveredOffset: loaded.snapshot.coveredOffset, endOffset: log.endOffset }, 'producer-state snapshot is ahead of the log (its tail was lost); rebuilding from the whole log');
+      await removeProducerSnapshot(config.io, dir);
     } else if (loaded.status === 'ok') {
       table = ProducerStateTable.fromData(loaded.snapshot);
       covered = loaded.snapshot.coveredOffset;

@@ -44,6 +44,16 @@ export async function writeProducerSnapshot(io: FileIO, dir: string, snapshot: P
   await writeFileAtomic(io, snapshotPath(dir), Buffer.from(JSON.stringify(doc), 'utf8'));
 }
 
+/**
+ * Removes the snapshot, durably. For a snapshot ahead of its log: left in place it would be
+ * loaded by a later open once new appends pass its offset, describing batches that were lost.
+ */
+export async function removeProducerSnapshot(io: FileIO, dir: string): Promise<void> {
+  if ((await io.stat(snapshotPath(dir))) === undefined) return;
+  await io.unlink(snapshotPath(dir));
+  await io.fsyncDir(dir);
+}
+
 export async function readProducerSnapshot(io: FileIO, dir: string): Promise<SnapshotLoad> {
   let buf: Buffer | undefined;
   try {

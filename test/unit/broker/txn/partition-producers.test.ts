@@ -145,6 +145,31 @@ describe('PartitionProducers: rebuild after a restart', () => {
   });
 });
 
+describe('regressions', () => {
+  // Found by the power-cut scenario (test/scenarios/power-cuts.test.ts, fsync=interval): a
+  // snapshot ahead of the log was ignored but left in place; after new appends passed its
+  // offset, the next open loaded it and answered retries of lost batches as duplicates, with
+  // offsets that now held other messages: acknowledged messages that were never in the log.
+  it('a snapshot ahead of the log is removed, so it cannot be loaded once the log grows past it', async () => {
+    let io = new CrashFS();
+    const o = await open(io, { fsync: 'never' });
+    await o.append(idem(1, 0));
+    await o.append(idem(1, 1));
+    await o.producers.snapshot(); // covers 2; the log itself is not synced
+    io = io.crash();
+    const again = await open(io, { fsync: 'never' });
+    expect(again.log.endOffset).toBe(0);
+    expect((await readProducerSnapshot(io, DIR)).status).toBe('missing');
+    // Other producers fill the lost offsets and more; producer 1 is not in the log at all.
+    for (let s = 0; s < 3; s++) await again.append(idem(2, s));
+    await again.log.close();
+    const third = await open(io, { fsync: 'never' });
+    // Producer 1's batch 1 was lost with the tail: its retry must be written, not answered from the stale snapshot.
+    expect(await third.append(idem(1, 1))).toEqual({ baseOffset: 3, lastOffset: 3 });
+    await close(third);
+  });
+});
+
 describe('PartitionProducers: power cut in the middle of idempotent produce (CrashFS)', () => {
   it('after the crash, retried batches are duplicates with their offsets, and the log holds each sequence once', async () => {
     const WINDOW = 5; // a producer's batches in flight per partition, as Kafka's max.in.flight
