@@ -222,7 +222,7 @@ export class Broker implements RequestHost {
    * Ends the leases of a push subscription's in-flight deliveries now (all, or those `match`
    * picks), as if their ack wait had run out: they are redelivered (or dead-lettered at
    * maxDeliveries), and a late ack of the old attempt gets STALE_ACK. Returns how many. For
-   * fault-injection tests (sluice/testing); UNKNOWN_SUBSCRIPTION if there is no such subscription.
+   * fault-injection tests (sluice/testing); SUBSCRIPTION_NOT_FOUND if there is no such subscription.
    */
   expireLeases(subscription: string, match?: (partition: number, offset: number) => boolean): number {
     return this.#push.endLeases(subscription, match);

@@ -13,7 +13,7 @@ export type { CreateTopicOptions, PartitionOffset, ResetGroupOffsetsOptions, Des
 export { murmur2, partitionForKey } from './partitioner.js';
 export type { Message, MessageHeaders } from './value-codec.js';
 export { PollConsumer } from './poll-consumer.js';
-export type { PollConsumerOptions, StartFrom, GroupMemberInfo } from './poll-consumer.js';
+export type { PollConsumerOptions, StartFrom, GroupMemberInfo, PositionChange } from './poll-consumer.js';
 export type { IsolationLevel } from './protocol/messages/fetch.js';
 export { Transaction } from './transaction.js';
 export type { ProducerIdentity, GroupMember, TransactionOffset, AckSource } from './transaction.js';

@@ -36,6 +36,22 @@ export interface PollConsumerOptions {
   isolation?: IsolationLevel;
   /** Closes the consumer when aborted. */
   signal?: AbortSignal;
+  /**
+   * Called whenever partitions are (re)positioned: assigned (at the committed offset or the
+   * start), reset after a position fell out of the log, moved by `seek`/`seekToCommitted`, or
+   * rewound to an unprocessed message. The next message read from each is at or after `offset`;
+   * what came before may be read again (at-least-once), which is how a history recorder
+   * (sluice/testing) tells a legitimate re-read from an out-of-order one.
+   */
+  onPosition?: (changes: readonly PositionChange[]) => void;
+}
+
+/** A partition's new read position, and why it moved (PollConsumerOptions.onPosition). */
+export interface PositionChange {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly reason: 'assigned' | 'reset' | 'seek' | 'rewind';
 }
 
 /** The consumer's membership in its group, as a transactional offset commit names it. */
@@ -178,6 +194,7 @@ export class PollConsumer implements AsyncIterable<Message> {
     state.processed = offset;
     this.#dropBuffered((m) => m.topic === topic && m.partition === partition);
     this.#outstanding = this.#outstanding.filter((m) => m.topic !== topic || m.partition !== partition);
+    this.#positioned([state], 'seek');
   }
 
   /**
@@ -205,6 +222,7 @@ export class PollConsumer implements AsyncIterable<Message> {
       if (committed.has(keyOf(state.topic, state.partition))) state.committed = offset;
     }
     this.#buffer = [];
+    this.#positioned([...this.#partitions.values()], 'seek');
   }
 
   pause(partitions: readonly TopicPartitionKey[]): void {
@@ -290,6 +308,7 @@ export class PollConsumer implements AsyncIterable<Message> {
       const position = c ?? starts.get(key) ?? 0;
       this.#partitions.set(key, { ...tp, start: position, position, processed: position, committed: c ?? -1, paused: false });
     }
+    this.#positioned(tps.map((tp) => this.#partitions.get(keyOf(tp.topic, tp.partition))).filter((p): p is PartitionState => p !== undefined), 'assigned');
   }
 
   async #revoke(tps: readonly TopicPartitionKey[], fenced: boolean): Promise<void> {
@@ -332,6 +351,7 @@ export class PollConsumer implements AsyncIterable<Message> {
       const policy = this.#config.from === 'latest' ? 'latest' : 'earliest';
       const starts = await resolveStart(this.#conn, reset, policy, this.#config.isolation);
       for (const state of reset) state.position = state.processed = starts.get(keyOf(state.topic, state.partition)) ?? state.position;
+      this.#positioned(reset, 'reset');
     }
   }
 
@@ -344,13 +364,21 @@ export class PollConsumer implements AsyncIterable<Message> {
   #rewindOutstanding(): void {
     const outstanding = this.#outstanding;
     this.#outstanding = [];
+    const rewound = new Set<PartitionState>();
     for (const m of outstanding) {
       const state = this.#partitions.get(keyOf(m.topic, m.partition));
       if (state !== undefined && m.offset < state.position) {
         state.position = m.offset;
+        rewound.add(state);
         this.#dropBuffered((b) => b.topic === m.topic && b.partition === m.partition);
       }
     }
+    this.#positioned([...rewound], 'rewind');
+  }
+
+  #positioned(states: readonly PartitionState[], reason: PositionChange['reason']): void {
+    if (this.#config.onPosition === undefined || states.length === 0) return;
+    this.#config.onPosition(states.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.position, reason })));
   }
 
   async #commitProcessed(): Promise<void> {

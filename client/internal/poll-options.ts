@@ -1,4 +1,4 @@
-import type { PollConsumerOptions, StartFrom } from '../poll-consumer.js';
+import type { PollConsumerOptions, PositionChange, StartFrom } from '../poll-consumer.js';
 import { SluiceError } from '../protocol/errors.js';
 import { ISOLATION_LEVELS, type IsolationLevel } from '../protocol/messages/fetch.js';
 
@@ -12,6 +12,7 @@ export interface PollConsumerConfig {
   readonly maxBytes: number;
   readonly maxPartitionBytes: number;
   readonly isolation: IsolationLevel;
+  readonly onPosition: ((changes: readonly PositionChange[]) => void) | undefined;
 }
 
 export function parsePollConsumerOptions(o: PollConsumerOptions): PollConsumerConfig {
@@ -33,7 +34,13 @@ export function parsePollConsumerOptions(o: PollConsumerOptions): PollConsumerCo
     maxBytes: positive(o.maxBytes, 4 << 20, 'maxBytes'),
     maxPartitionBytes: positive(o.maxPartitionBytes, 1 << 20, 'maxPartitionBytes'),
     isolation: parseIsolation(o.isolation),
+    onPosition: parseCallback(o.onPosition, 'onPosition'),
   });
+}
+
+function parseCallback<T>(fn: T | undefined, name: string): T | undefined {
+  if (fn !== undefined && typeof fn !== 'function') throw new SluiceError('INVALID_CONFIG', `consumer option ${name} must be a function`);
+  return fn;
 }
 
 function parseIsolation(isolation: IsolationLevel | undefined): IsolationLevel {

@@ -9,6 +9,11 @@ export interface BrokerProcessOptions {
   /** 0 picks a free port on first start; restarts reuse the port it got. */
   port?: number;
   args?: readonly string[];
+  /**
+   * A script to run instead of the CLI (test/helpers/power-cut-broker.ts, compiled by
+   * child-script.ts); it gets the same arguments and must print the same listening line.
+   */
+  script?: string;
 }
 
 /**
@@ -18,6 +23,7 @@ export interface BrokerProcessOptions {
 export class BrokerProcess {
   readonly dataDir: string;
   readonly #args: readonly string[];
+  readonly #script: string;
   #port: number;
   #child: ChildProcess | undefined;
   #exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
@@ -27,6 +33,7 @@ export class BrokerProcess {
     this.dataDir = options.dataDir;
     this.#port = options.port ?? 0;
     this.#args = options.args ?? [];
+    this.#script = options.script ?? CLI;
   }
 
   static async start(options: BrokerProcessOptions): Promise<BrokerProcess> {
@@ -50,7 +57,7 @@ export class BrokerProcess {
 
   /** Starts the broker (again) and resolves once it prints its listening line. */
   async restart(): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'broker', '--port', String(this.#port), '--data', this.dataDir, '--log-level', 'warn', ...this.#args], {
+    const child = spawn(process.execPath, [this.#script, 'broker', '--port', String(this.#port), '--data', this.dataDir, '--log-level', 'warn', ...this.#args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.#child = child;
@@ -82,6 +89,14 @@ export class BrokerProcess {
 
   kill(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     return this.stop('SIGKILL');
+  }
+
+  /**
+   * A power cut (the broker must run test/helpers/power-cut-broker.ts): what was not fsynced is
+   * lost, then the process dies with SIGKILL.
+   */
+  powerCut(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return this.stop('SIGUSR2');
   }
 
   pause(): void {
