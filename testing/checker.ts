@@ -8,7 +8,10 @@
  * is *aborted* when its send failed (and has no ok or unknown) or its txn ended fail; otherwise
  * its outcome is unknown (including a txn with no recorded end) and it is never counted lost.
  * *Reads* are the records of poll ok, deliver and ack events (any outcome: the consumer held
- * them); *consumed* are those of poll ok and ack ok only.
+ * them); *consumed* are those of poll ok and of every ack event: a consumer that asked to ack a
+ * message has processed it, whether the broker took the ack, refused it as stale (a redelivery
+ * owns the message now) or never answered (a lost ack only causes a redelivery). A delivery
+ * alone is not consumption: the consumer may die before its handler finishes.
  *
  * Pure and linear-ish: one pass over the events builds maps keyed by value and by position, a
  * second pass over those maps reports. Outputs are sorted so two runs over one history agree.
@@ -300,11 +303,10 @@ export function checkHistory(events: Iterable<HistoryEvent>): CheckResult {
         deliveredCount += event.records.length;
         break;
       case 'ack':
-        // Whatever the ack's outcome, the consumer held these records.
+        // Whatever the ack's outcome, the consumer held these records and processed them.
         for (const record of event.records) observe(record, 'ack', event);
-        if (event.type !== 'ok') break;
         for (const record of event.records) consumed.add(record.value);
-        ackedCount += event.records.length;
+        if (event.type === 'ok') ackedCount += event.records.length;
         break;
       case 'txn': {
         const seen = txns.get(event.txn);

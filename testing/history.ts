@@ -74,7 +74,7 @@ export type DeliverEvent = Stamp & {
   readonly records: readonly RecordRef[];
 };
 
-/** A push consumer acknowledged messages; only an `ok` ack counts as consumed. */
+/** A push consumer acknowledged messages: processed, whatever the ack's outcome (checker.ts). */
 export type AckEvent = Stamp & { readonly f: 'ack'; readonly records: readonly RecordRef[] } & (
     | { readonly type: 'invoke' | 'ok' }
     | { readonly type: 'fail' | 'unknown'; readonly error: string }

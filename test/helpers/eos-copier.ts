@@ -1,5 +1,5 @@
 /**
- * The copier of test/integration/eos-copy.test.ts, run as its own process (compiled by
+ * The copier of test/scenarios/eos-copy.test.ts, run as its own process (compiled by
  * child-script.ts) so the test can SIGKILL it: a transactional copy of one topic into another
  * with runTransform, partition to partition, values and keys unchanged. The environment says
  * what to copy:

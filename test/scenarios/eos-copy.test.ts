@@ -4,17 +4,18 @@ import type { PollConsumer } from '../../client/poll-consumer.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { compileScript, runScript, type ScriptRun } from '../helpers/child-script.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { SCALE } from './workload.js';
 
 /**
- * THE exactly-once test (issue 6): a transactional copy of N messages (env SLUICE_EOS_MESSAGES;
- * 6,000 by default, `SLUICE_EOS_MESSAGES=100000` for the full size) in transactions of 750,
+ * Scenario 4 (issue 7), THE exactly-once test (issue 6): a transactional copy of N messages
+ * (6,000 x SLUICE_SOAK_SCALE, or exactly SLUICE_EOS_MESSAGES; `npm run soak` copies 120,000) in transactions of 750,
  * with the broker SIGKILLed and restarted three times and the copier process SIGKILLed and
  * restarted three times, alternately, while it runs. It must end with output == input: every
  * message once, none lost, in input order per partition. All along, a read_committed consumer
  * of the output checks that what it sees is always a prefix of the input per partition: it
  * never sees aborted data (a transaction cut short by a kill), nor anything twice.
  */
-const N = Number(process.env['SLUICE_EOS_MESSAGES'] ?? 6_000);
+const N = Number(process.env['SLUICE_EOS_MESSAGES'] ?? 6_000 * SCALE);
 const PARTITIONS = 3;
 const BATCH = 750;
 const KILLS = ['copier', 'broker', 'copier', 'broker', 'copier', 'broker'] as const;
