@@ -15,9 +15,13 @@ import {
  * everything. A simulated dispatcher offers from the real read position (appending new messages,
  * with gaps, when the log runs out); consumers take, ack, nack, reject and mark in progress,
  * with the current attempt, a stale one or one never made; time passes and deadlines expire;
- * consumers go away; dead letters get written; recovery marks offsets settled; and the broker
- * crashes: the snapshot is all that survives (JSON round trip), in-flight deliveries are
- * forgotten and delivery counts kept.
+ * consumers go away; dead letters get written; recovery marks offsets settled; the state is
+ * saved (the 100 ms flush, a receipt, the save right after a dead letter); and the broker crashes:
+ * the last saved snapshot is all that survives (JSON round trip), so acks and delivery counts
+ * since that save are forgotten (docs/semantics.md, "what a broker crash forgets"), and every
+ * in-flight delivery and backoff is forgotten too. The dead-letter topic survives: a crash
+ * between appending a letter and saving the settled state is recovered as the broker does it,
+ * by settling every letter written since the saved checkpoint.
  *
  * Results for unsettled offsets must match the model exactly. For settled ones the state may
  * have forgotten the settling attempt (see #settle): an ack with the settling attempt must
@@ -26,10 +30,16 @@ import {
  * nextWakeAt match; the snapshot says exactly which offsets are settled and which counts
  * matter; with ordering 'key', at most one message per key is in flight, awaiting redelivery
  * or dead, and it is the key's lowest unsettled one. At every delivery: the offset is neither
- * settled nor in flight, its attempt is one above all before (across crashes) and at most
- * maxDeliveries. At the end, draining (deliver, ack, write dead letters) settles every message.
+ * settled nor in flight, its attempt is one above the last one saved or made since the restart
+ * (one above all before, across crashes, unless a crash forgot counts) and at most maxDeliveries.
+ * No message is dead-lettered twice. At the end, draining (deliver, ack, write dead letters)
+ * settles every message.
  */
 
+/** SLUICE_MODEL_RUNS=5000 (and SLUICE_MODEL_SEED) for a longer search; the defaults keep CI fast. */
+const RUNS = Number(process.env['SLUICE_MODEL_RUNS'] ?? '') || 150;
+const SEED = Number(process.env['SLUICE_MODEL_SEED'] ?? '') || 0;
+const TIMEOUT_MS = 30_000 + RUNS * 50;
 const ACK_WAIT = 1_000;
 const CONSUMERS = ['c1', 'c2', 'c3'] as const;
 const KEYS = ['a', 'b', 'c', null] as const;
@@ -48,10 +58,19 @@ interface Msg {
   notBefore: number;
   settledAttempt: number;
   settledBy: 'ack' | 'dead-letter' | undefined;
-  /** Highest attempt ever handed out, across crashes. */
+  /** Highest attempt handed out, across crashes (down to the saved count when a crash forgot some). */
   maxAttempt: number;
   /** 'dead-letter' transitions reported in this process lifetime. */
   deadReports: number;
+}
+
+/** What the last save made durable: the snapshot, and the dead-letter checkpoint read before it. */
+interface Saved {
+  snapshot: PersistedPartitionState | undefined;
+  dlqCheckpoint: number;
+  /** The model's view of the snapshot: settled offsets and delivery counts at the save. */
+  settled: Set<number>;
+  counts: Map<number, number>;
 }
 
 interface Model {
@@ -64,6 +83,9 @@ interface Model {
   readPosition: number;
   redeliveries: number;
   deadLettered: number;
+  saved: Saved;
+  /** The dead-letter topic: offsets whose letter was appended, in order. Survives crashes. */
+  readonly dlq: number[];
 }
 
 interface Real {
@@ -176,6 +198,7 @@ function checkInvariants(m: Model, r: Real): void {
   const wakes = m.log.flatMap((x) => (x.state === 'inflight' ? [x.deadline] : x.state === 'waiting' && x.notBefore > m.now ? [x.notBefore] : []));
   expect(r.s.nextWakeAt()).toBe(wakes.length === 0 ? undefined : Math.min(...wakes));
   for (const msg of m.log) expect(msg.deadReports).toBeLessThanOrEqual(1);
+  expect(new Set(m.dlq).size, `dead-lettered twice: ${m.dlq.join(',')}`).toBe(m.dlq.length);
   checkSnapshot(m, r);
   checkKeyOrdering(m);
 }
@@ -373,7 +396,10 @@ class Release implements Cmd {
   toString = () => `Release(${this.consumer})`;
 }
 
-/** The dispatcher wrote a dead letter (or, for anything else, calls deadLettered by mistake). */
+/**
+ * The dispatcher wrote a dead letter, marked it settled and saved at once (or, for anything else,
+ * calls deadLettered by mistake, which writes nothing).
+ */
 class DeadLettered implements Cmd {
   constructor(readonly index: number, readonly pendingOnly: boolean) {}
   check = () => true;
@@ -383,9 +409,11 @@ class DeadLettered implements Cmd {
     if (msg === undefined) return;
     const knownToState = msg.state !== 'settled' && !(msg.state === 'unoffered' && msg.count === 0);
     if (msg.state === 'dead') {
+      m.dlq.push(msg.offset);
       r.s.deadLettered(msg.offset);
       settle(msg, 'dead-letter');
       m.deadLettered++;
+      save(m, r);
     } else if (knownToState) {
       expect(() => r.s.deadLettered(msg.offset)).toThrow(/not waiting to be dead-lettered/);
     } else {
@@ -409,27 +437,90 @@ class MarkSettled implements Cmd {
   toString = () => `MarkSettled(#${this.index})`;
 }
 
-/** A crash: only the snapshot survives (as JSON); in-flight deliveries are forgotten, counts kept. */
-class Restart implements Cmd {
+/** A durable save of the snapshot (the flush, a receipt); the dead-letter checkpoint is read first, as the broker does. */
+function save(m: Model, r: Real): void {
+  const dlqCheckpoint = m.dlq.length;
+  const snapshot = JSON.parse(JSON.stringify(r.s.snapshot())) as PersistedPartitionState;
+  m.saved = {
+    snapshot,
+    dlqCheckpoint,
+    settled: new Set(m.log.filter((x) => x.state === 'settled').map((x) => x.offset)),
+    counts: new Map(m.log.map((x) => [x.offset, x.count])),
+  };
+}
+
+class Save implements Cmd {
   check = () => true;
   run(m: Model, r: Real): void {
-    const snapshot = JSON.parse(JSON.stringify(r.s.snapshot())) as PersistedPartitionState;
-    r.s = new PartitionDeliveryState(m.opts, snapshot);
-    expect(r.s.readPosition).toBe(snapshot.ackFloor);
-    for (const msg of m.log) {
-      msg.deadReports = 0;
-      if (msg.state === 'settled') continue;
-      msg.consumer = '';
-      // Delivered maxDeliveries times: dead-lettered at once. A rejected message with fewer
-      // deliveries is redelivered: the snapshot does not say it was rejected.
-      msg.state = msg.count >= m.opts.maxDeliveries ? 'dead' : 'unoffered';
-    }
-    m.readPosition = r.s.readPosition;
-    m.redeliveries = 0;
-    m.deadLettered = 0;
+    save(m, r);
     checkInvariants(m, r);
   }
-  toString = () => 'Restart';
+  toString = () => 'Save';
+}
+
+/**
+ * A crash. `saveFirst`: the state had just been saved (a receipt); otherwise the last save is what
+ * comes back, and whatever happened since is forgotten: acks (those messages are delivered
+ * again), delivery counts (attempt numbers are handed out again), settlements by dead letter
+ * (unless recovery finds the letter). In-flight deliveries and backoffs are forgotten; counts
+ * kept. Then recovery settles the offsets of letters written since the saved checkpoint.
+ */
+function crash(m: Model, r: Real, saveFirst: boolean): void {
+  if (saveFirst) save(m, r);
+  const { snapshot, settled, counts, dlqCheckpoint } = m.saved;
+  r.s = new PartitionDeliveryState(m.opts, snapshot);
+  expect(r.s.readPosition).toBe(snapshot?.ackFloor ?? 0);
+  for (const msg of m.log) {
+    msg.deadReports = 0;
+    if (settled.has(msg.offset)) {
+      expect(msg.state).toBe('settled');
+      continue;
+    }
+    msg.consumer = '';
+    msg.settledAttempt = 0;
+    msg.settledBy = undefined;
+    msg.count = counts.get(msg.offset) ?? 0;
+    msg.maxAttempt = msg.count;
+    // Delivered maxDeliveries times: dead-lettered at once. A rejected message with fewer
+    // deliveries is redelivered: the snapshot does not say it was rejected.
+    msg.state = msg.count >= m.opts.maxDeliveries ? 'dead' : 'unoffered';
+  }
+  m.readPosition = r.s.readPosition;
+  m.redeliveries = 0;
+  m.deadLettered = 0;
+  // Recovery (PushService: writtenSince, then settleRecovered, then a save).
+  const recovered = m.dlq.slice(dlqCheckpoint);
+  for (const offset of recovered) {
+    r.s.markSettled(offset);
+    const msg = m.log.find((x) => x.offset === offset) as Msg;
+    if (msg.state !== 'settled') settle(msg, 'dead-letter');
+  }
+  if (recovered.length > 0) save(m, r);
+  m.readPosition = r.s.readPosition;
+  checkInvariants(m, r);
+}
+
+class Crash implements Cmd {
+  constructor(readonly saveFirst: boolean) {}
+  check = () => true;
+  run(m: Model, r: Real): void {
+    crash(m, r, this.saveFirst);
+  }
+  toString = () => (this.saveFirst ? 'Save+Crash' : 'Crash');
+}
+
+/** The dispatcher appended a dead letter and the broker crashed before it saved the settled state. */
+class DeadLetterThenCrash implements Cmd {
+  constructor(readonly index: number) {}
+  check = (m: Readonly<Model>) => m.log.some((x) => x.state === 'dead');
+  run(m: Model, r: Real): void {
+    const dead = m.log.filter((x) => x.state === 'dead');
+    const msg = dead[this.index % dead.length] as Msg;
+    m.dlq.push(msg.offset);
+    crash(m, r, false);
+    expect(msg.state, 'recovery settles a message whose letter was written').toBe('settled');
+  }
+  toString = () => `DeadLetterThenCrash(#${this.index})`;
 }
 
 /** Offers the whole log, lets every deadline and backoff pass, delivers, acks and writes dead letters until all is settled. */
@@ -473,7 +564,8 @@ const commands: Array<fc.Arbitrary<Cmd>> = [
   consumerArb.map((c) => new Release(c)),
   fc.tuple(indexArb, fc.boolean()).map(([i, pendingOnly]) => new DeadLettered(i, pendingOnly)),
   indexArb.map((i) => new MarkSettled(i)),
-  fc.constant(new Restart()),
+  fc.constant(new Save()),
+  fc.oneof(fc.constant(new Crash(true)), fc.constant(new Crash(false)), indexArb.map((i) => new DeadLetterThenCrash(i))),
 ];
 
 const optionsArb = fc.record({
@@ -485,21 +577,31 @@ function runModel(ordering: Ordering, seed: number): void {
   fc.assert(
     fc.property(optionsArb, fc.commands(commands, { maxCommands: 60, size: 'max' }), ({ maxDeliveries, backoffMs }, cmds) => {
       const opts: PartitionStateOptions = { ackWaitMs: ACK_WAIT, maxDeliveries, backoffMs, ordering };
-      const model: Model = { opts, now: 0, log: [], logEnd: 0, readPosition: 0, redeliveries: 0, deadLettered: 0 };
+      const model: Model = {
+        opts,
+        now: 0,
+        log: [],
+        logEnd: 0,
+        readPosition: 0,
+        redeliveries: 0,
+        deadLettered: 0,
+        saved: { snapshot: undefined, dlqCheckpoint: 0, settled: new Set(), counts: new Map() },
+        dlq: [],
+      };
       const real: Real = { s: new PartitionDeliveryState(opts) };
       fc.modelRun(() => ({ model, real }), cmds);
       drain(model, real);
     }),
-    { seed, numRuns: 150 },
+    { seed: seed + SEED, numRuns: RUNS },
   );
 }
 
 describe('PartitionDeliveryState model', () => {
   it('keeps deliveries, attempts, settlements and snapshots right under any sequence (partition ordering)', () => {
     runModel('partition', 4_242);
-  });
+  }, TIMEOUT_MS);
 
   it('keeps deliveries, attempts, settlements, snapshots and key order right under any sequence (key ordering)', () => {
     runModel('key', 2_424);
-  });
+  }, TIMEOUT_MS);
 });
