@@ -56,6 +56,7 @@ export class Broker implements RequestHost {
   readonly #timers: NodeJS.Timeout[] = [];
   #closing: Promise<void> | undefined;
   #fatal: Error | undefined;
+  #halting = false;
   readonly #closed: Promise<void>;
   #markClosed!: () => void;
 
@@ -203,7 +204,8 @@ export class Broker implements RequestHost {
    * failed with STORAGE_ERROR, and nothing after it may be acknowledged.
    */
   fail(err: Error, where: string): void {
-    if (this.#fatal !== undefined) return;
+    // Halting (a simulated crash) fails storage on purpose; that is not news.
+    if (this.#fatal !== undefined || this.#halting) return;
     this.#fatal = err;
     this.log.error({ err, where }, 'storage failure; stopping the broker');
     void this.close();
@@ -248,6 +250,7 @@ export class Broker implements RequestHost {
   }
 
   async #halt(): Promise<void> {
+    this.#halting = true;
     this.#stopping.abort();
     for (const t of this.#timers) clearInterval(t);
     for (const c of this.#connections) c.destroy();

@@ -15,7 +15,7 @@ const EXAMPLES = readdirSync(join(ROOT, 'docs/examples')).filter((f) => f.endsWi
 
 describe('docs/examples', () => {
   it('has the examples the docs link to', () => {
-    expect(EXAMPLES).toEqual(expect.arrayContaining(['sqlite-effects.ts', 'transactional-copy.ts']));
+    expect(EXAMPLES).toEqual(expect.arrayContaining(['idempotent-handler.ts', 'sqlite-effects.ts', 'transactional-copy.ts']));
   });
 
   it('type-check strictly against the built package', () => {
