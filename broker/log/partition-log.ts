@@ -344,8 +344,14 @@ export class PartitionLog {
   async #enforceRetention(now: number): Promise<number> {
     const { retentionMs, retentionBytes } = this.#config;
     if (this.#state !== 'open' || (retentionMs === null && retentionBytes === null)) return 0;
-    // Never delete a segment whose sealing (index writes, fdatasync) is still running.
-    await this.#background;
+    // Never delete a segment whose sealing (index writes, fdatasync) is still running: that
+    // write would then fail and stop the broker. A roll while we wait queues another seal, so
+    // wait until no new one was queued.
+    let sealing = this.#background;
+    do {
+      sealing = this.#background;
+      await sealing;
+    } while (sealing !== this.#background);
     let total = this.sizeBytes;
     let count = 0;
     while (this.#segments.length - count > 1) {
@@ -353,6 +359,8 @@ export class PartitionLog {
       if (!seg.sealed || seg.endOffset > this.#highWatermark) break;
       const bySize = retentionBytes !== null && total - seg.size >= retentionBytes;
       const byAge = retentionMs !== null && !bySize && (await seg.maxTimestamp()) < now - retentionMs;
+      // A roll during that read queued a seal: leave the rest to the next run.
+      if (sealing !== this.#background) break;
       if (!bySize && !byAge) break;
       total -= seg.size;
       count++;

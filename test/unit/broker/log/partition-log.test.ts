@@ -213,6 +213,40 @@ describe.each(fileSystems)('PartitionLog on $name', ({ make }) => {
     expect(files.length).toBe(3);
   });
 
+  // The full suite once saw the broker stop (SHUTTING_DOWN) in the retention regression test:
+  // a roll while retention awaited the previous seal queued a new seal, and retention deleted
+  // that segment while its index writes and fdatasync were still running.
+  it('retention waits for seals queued while it waited (slow fdatasync)', async () => {
+    const fatal: Error[] = [];
+    const slowSync = <T extends object>(target: T, wrap: (key: PropertyKey, value: unknown) => unknown): T =>
+      new Proxy(target, {
+        get(t, key) {
+          const v: unknown = Reflect.get(t, key);
+          return wrap(key, typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v);
+        },
+      });
+    const io = slowSync(fx.io, (key, v) =>
+      key !== 'open'
+        ? v
+        : async (file: string, mode: 'read' | 'write' | 'create') => {
+            const fh = await fx.io.open(file, mode);
+            return slowSync(fh, (k, f) => (k === 'datasync' ? async () => (await new Promise((r) => setTimeout(r, 2)), fh.datasync()) : f));
+          },
+    );
+    const log = await open({ io, segmentBytes: 300, retentionBytes: 1, fsync: 'always', onFatal: (e) => fatal.push(e) });
+    const work: Promise<unknown>[] = [];
+    for (let i = 0; i < 30; i++) {
+      work.push(log.append(makeBatch(`s${i}`, 1, { valueBytes: 120 })));
+      work.push(log.enforceRetention());
+      if (i % 3 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(work);
+    expect(fatal).toEqual([]);
+    await log.enforceRetention();
+    expect(log.segmentCount).toBe(1);
+    await log.close();
+  });
+
   it('retention by age never deletes the active segment and survives reopen', async () => {
     let now = 10_000;
     const options = { segmentBytes: 300, retentionMs: 1000, now: () => now };
