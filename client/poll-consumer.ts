@@ -190,9 +190,10 @@ export class PollConsumer implements AsyncIterable<Message> {
   seek(topic: string, partition: number, offset: number): void {
     const state = this.#partitions.get(keyOf(topic, partition));
     if (state === undefined) throw new SluiceError('NOT_ASSIGNED', `${topic}/${partition} is not assigned to this consumer`);
+    // Drop first: dropping rewinds the position to the first dropped message, undoing a forward seek.
+    this.#dropBuffered((m) => m.topic === topic && m.partition === partition);
     state.position = offset;
     state.processed = offset;
-    this.#dropBuffered((m) => m.topic === topic && m.partition === partition);
     this.#outstanding = this.#outstanding.filter((m) => m.topic !== topic || m.partition !== partition);
     this.#positioned([state], 'seek');
   }

@@ -137,7 +137,7 @@ class CutHandle implements FileHandle {
   readonly path: string;
   readonly #fh: FileHandle;
   readonly #call: Call;
-  /** The file's record (shared by its handles, moved along by a rename); none when opened to read. */
+  /** The file's record (shared by its handles, moved along by a rename); none for a file only ever read. */
   readonly #tracked: Tracked | undefined;
 
   constructor(fh: FileHandle, call: Call, tracked: Tracked | undefined) {

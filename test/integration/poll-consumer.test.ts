@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Connection } from '../../client/connection.js';
 import { hasCode } from '../../client/protocol/errors.js';
 import { decodeBatches } from '../../client/protocol/record-batch.js';
-import { PollConsumer } from '../../client/poll-consumer.js';
+import { PollConsumer, type PollConsumerOptions, type PositionChange } from '../../client/poll-consumer.js';
 import type { Message } from '../../client/value-codec.js';
 import { startBroker, type RunningBroker } from '../../broker/index.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
@@ -211,5 +211,146 @@ describe('consumer groups over TCP', () => {
       { topic: 'dur', partition: 0, offset: 42, metadata: 'm' },
       { topic: 'dur', partition: 1, offset: 7, metadata: null },
     ]);
+  });
+});
+
+describe('PollConsumer onPosition', () => {
+  /** A consumer whose position reports are collected, one array per onPosition call. */
+  function watched(conn: Connection, options: Omit<PollConsumerOptions, 'onPosition'>): { consumer: PollConsumer; calls: PositionChange[][] } {
+    const calls: PositionChange[][] = [];
+    const consumer = new PollConsumer(conn, { maxWaitMs: 100, ...options, onPosition: (changes) => calls.push([...changes]) });
+    cleanups.push(() => consumer.close());
+    return { consumer, calls };
+  }
+
+  const byPartition = (changes: readonly PositionChange[]): PositionChange[] => [...changes].sort((a, b) => a.partition - b.partition);
+
+  it("reports the partitions assigned at start with reason 'assigned' and the `from` start", async () => {
+    const b = await broker();
+    const conn = await connect(b.address);
+    await conn.request('CreateTopic', { topic: 'pa', partitions: 2 });
+    await produceRaw(conn, 'pa', 0, [{ value: 0 }, { value: 1 }, { value: 2 }]);
+    await produceRaw(conn, 'pa', 1, [{ value: 0 }, { value: 1 }, { value: 2 }, { value: 3 }, { value: 4 }]);
+
+    const latest = watched(conn, { topics: ['pa'], from: 'latest' });
+    const earliest = watched(conn, { topics: ['pa'], from: 'earliest' });
+    const exact = watched(conn, { topics: ['pa'], from: { offset: 2 } });
+    await Promise.all([latest.consumer.start(), earliest.consumer.start(), exact.consumer.start()]);
+    expect(latest.calls.map(byPartition)).toEqual([
+      [
+        { topic: 'pa', partition: 0, offset: 3, reason: 'assigned' },
+        { topic: 'pa', partition: 1, offset: 5, reason: 'assigned' },
+      ],
+    ]);
+    expect(earliest.calls.map(byPartition)).toEqual([
+      [
+        { topic: 'pa', partition: 0, offset: 0, reason: 'assigned' },
+        { topic: 'pa', partition: 1, offset: 0, reason: 'assigned' },
+      ],
+    ]);
+    expect(exact.calls.map(byPartition)).toEqual([
+      [
+        { topic: 'pa', partition: 0, offset: 2, reason: 'assigned' },
+        { topic: 'pa', partition: 1, offset: 2, reason: 'assigned' },
+      ],
+    ]);
+  });
+
+  it("in a group: the committed offset where there is one, the `from` start elsewhere", async () => {
+    const b = await broker();
+    const conn = await connect(b.address);
+    await conn.request('CreateTopic', { topic: 'pg', partitions: 2 });
+    await produceRaw(conn, 'pg', 0, [0, 1, 2, 3, 4, 5].map((value) => ({ value })));
+    await produceRaw(conn, 'pg', 1, [0, 1, 2, 3].map((value) => ({ value })));
+    await conn.request('CommitOffsets', { groupId: 'og', memberEpoch: -1, offsets: [{ topic: 'pg', partition: 0, offset: 4 }] });
+
+    const { consumer, calls } = watched(conn, { topics: ['pg'], group: 'og', from: 'latest', autoCommit: false });
+    await consumer.start();
+    const deadline = Date.now() + 5_000;
+    while (calls.flat().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(calls.every((c) => c.every((p) => p.reason === 'assigned'))).toBe(true);
+    expect(byPartition(calls.flat())).toEqual([
+      { topic: 'pg', partition: 0, offset: 4, reason: 'assigned' },
+      { topic: 'pg', partition: 1, offset: 4, reason: 'assigned' },
+    ]);
+    // And that is where reading starts: p0 from the commit, p1 at its end (nothing to read).
+    const got = await consumer.fetch();
+    expect(got.map((m) => [m.partition, m.offset])).toEqual([
+      [0, 4],
+      [0, 5],
+    ]);
+  });
+
+  it("seek() reports 'seek' with the new offset, forwards and back, and reading continues there", async () => {
+    const b = await broker();
+    const conn = await connect(b.address);
+    await conn.request('CreateTopic', { topic: 'ps', partitions: 1 });
+    await produceRaw(conn, 'ps', 0, Array.from({ length: 10 }, (_, value) => ({ value })));
+    const { consumer, calls } = watched(conn, { topics: ['ps'], from: 'earliest' });
+    // Two handed out, the rest of the fetched batch (2..9) buffered.
+    expect((await consumer.fetch({ maxMessages: 2 })).map((m) => m.offset)).toEqual([0, 1]);
+    calls.length = 0;
+
+    consumer.seek('ps', 0, 7);
+    expect(calls).toEqual([[{ topic: 'ps', partition: 0, offset: 7, reason: 'seek' }]]);
+    expect((await consumer.fetch()).map((m) => m.offset)).toEqual([7, 8, 9]);
+
+    consumer.seek('ps', 0, 3);
+    expect(calls.slice(1)).toEqual([[{ topic: 'ps', partition: 0, offset: 3, reason: 'seek' }]]);
+    expect((await consumer.fetch({ maxMessages: 1 })).map((m) => m.offset)).toEqual([3]);
+  });
+
+  it("leaving a for-await loop early reports 'rewind' to the unprocessed message", async () => {
+    const b = await broker();
+    const conn = await connect(b.address);
+    await conn.request('CreateTopic', { topic: 'pr', partitions: 1 });
+    await produceRaw(conn, 'pr', 0, [0, 1, 2, 3, 4, 5].map((value) => ({ value })));
+    const { consumer, calls } = watched(conn, { topics: ['pr'], from: 'earliest' });
+    for await (const m of consumer) {
+      if (m.offset === 2) break;
+    }
+    expect(calls).toEqual([
+      [{ topic: 'pr', partition: 0, offset: 0, reason: 'assigned' }],
+      [{ topic: 'pr', partition: 0, offset: 2, reason: 'rewind' }],
+    ]);
+    // The message the loop left is read again.
+    expect((await consumer.fetch()).map((m) => m.offset)).toEqual([2, 3, 4, 5]);
+    // Breaking at the first message of a new loop rewinds to that one.
+    await produceRaw(conn, 'pr', 0, [{ value: 6 }, { value: 7 }]);
+    for await (const m of consumer) {
+      expect(m.offset).toBe(6);
+      break;
+    }
+    expect(calls.slice(2)).toEqual([[{ topic: 'pr', partition: 0, offset: 6, reason: 'rewind' }]]);
+    expect((await consumer.fetch()).map((m) => m.offset)).toEqual([6, 7]);
+  });
+
+  it("a position that fell out of the log reports 'reset' to where reading restarts", async () => {
+    const b = await broker();
+    const conn = await connect(b.address);
+    await conn.request('CreateTopic', { topic: 'po', partitions: 1 });
+    await produceRaw(conn, 'po', 0, [0, 1, 2].map((value) => ({ value })));
+
+    // Past the end from the start: OFFSET_OUT_OF_RANGE on the first fetch, restart at 'earliest'.
+    const beyond = watched(conn, { topics: ['po'], from: { offset: 50 } });
+    expect(await beyond.consumer.fetch()).toEqual([]);
+    expect(beyond.calls).toEqual([
+      [{ topic: 'po', partition: 0, offset: 50, reason: 'assigned' }],
+      [{ topic: 'po', partition: 0, offset: 0, reason: 'reset' }],
+    ]);
+    expect((await beyond.consumer.fetch()).map((m) => m.offset)).toEqual([0, 1, 2]);
+
+    // A seek beyond the end under from 'latest' restarts at the end.
+    const latest = watched(conn, { topics: ['po'], from: 'latest' });
+    await latest.consumer.start();
+    latest.consumer.seek('po', 0, 9);
+    expect(await latest.consumer.fetch()).toEqual([]);
+    expect(latest.calls).toEqual([
+      [{ topic: 'po', partition: 0, offset: 3, reason: 'assigned' }],
+      [{ topic: 'po', partition: 0, offset: 9, reason: 'seek' }],
+      [{ topic: 'po', partition: 0, offset: 3, reason: 'reset' }],
+    ]);
+    await produceRaw(conn, 'po', 0, [{ value: 3 }]);
+    expect((await latest.consumer.fetch()).map((m) => m.offset)).toEqual([3]);
   });
 });
