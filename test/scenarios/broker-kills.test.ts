@@ -3,7 +3,7 @@ import { checkHistory, formatCheck } from '../../testing/checker.js';
 import { History } from '../../testing/history.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { tempDir } from '../helpers/temp-dir.js';
-import { client, pollConsumer, producer, pushConsumer, random, readWholeLog, SCALE, sleep, untilConsumed } from './workload.js';
+import { client, pollConsumer, producer, pushConsumer, random, readWholeLog, report, SCALE, sleep, untilConsumed } from './workload.js';
 
 /**
  * Scenario 1 (issue 7): idempotent producers, a group poll consumer and push consumers while
@@ -51,6 +51,7 @@ it(`loses nothing and duplicates nothing while the broker is killed every 1-3 s 
     await readWholeLog(history, c, 't', PARTITIONS);
 
     const result = checkHistory(history.events());
+    report('broker kills', formatCheck(result), `${kills} kills`);
     expect(kills).toBeGreaterThanOrEqual(2);
     expect(result.stats.sends.acked).toBeGreaterThan(500);
     expect(result.valid, formatCheck(result)).toBe(true);

@@ -4,7 +4,7 @@ import { History, type HistoryEvent } from '../../testing/history.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { compileScript } from '../helpers/child-script.js';
 import { tempDir } from '../helpers/temp-dir.js';
-import { client, pollConsumer, producer, pushConsumer, random, readWholeLog, SCALE, sleep, untilConsumed, type Worker } from './workload.js';
+import { client, pollConsumer, producer, pushConsumer, random, readWholeLog, report, SCALE, sleep, untilConsumed, type Worker } from './workload.js';
 
 /**
  * Scenario 2 (issue 7): scenario 1 with simulated power cuts instead of kills. The broker runs
@@ -72,6 +72,7 @@ describe(`power cuts every 1-3 s (${RUN_MS / 1000} s, seed ${SEED})`, () => {
   it('fsync=always: nothing acknowledged is lost, nothing duplicated, both consumer kinds see everything', async () => {
     const { history, cuts } = await run('always', true);
     const result = checkHistory(history.events());
+    report('power cuts, fsync=always', formatCheck(result), `${cuts} cuts`);
     expect(cuts).toBeGreaterThanOrEqual(2);
     expect(result.stats.sends.acked).toBeGreaterThan(500);
     expect(result.valid, formatCheck(result)).toBe(true);
@@ -81,6 +82,7 @@ describe(`power cuts every 1-3 s (${RUN_MS / 1000} s, seed ${SEED})`, () => {
     const { history, cuts } = await run('interval', false);
     const events = history.events();
     const result = checkHistory(events);
+    report('power cuts, fsync=interval', `${result.lost.length} lost, ${result.inconsistentOffsets.length} offsets reused; ${formatCheck(result).split('\n')[0]}`, `${cuts} cuts`);
     expect(cuts).toBeGreaterThanOrEqual(2);
     // Only losses: the log reader saw nothing unexpected, aborted or out of order.
     const { unexpected, abortedReads, nonMonotonicPolls, skippedOffsets, duplicated } = result;

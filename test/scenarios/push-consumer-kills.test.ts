@@ -2,7 +2,7 @@ import { afterAll, expect, it } from 'vitest';
 import { checkHistory, formatCheck } from '../../testing/checker.js';
 import { History } from '../../testing/history.js';
 import { startTestBroker, type TestBroker } from '../../testing/test-broker.js';
-import { client, producer, pushConsumer, random, SCALE, sleep, untilConsumed, type PushWorker } from './workload.js';
+import { client, producer, pushConsumer, random, report, SCALE, sleep, untilConsumed, type PushWorker } from './workload.js';
 
 /**
  * Scenario 3 (issue 7): three push consumers with prefetch 50 share a subscription while one of
@@ -48,6 +48,7 @@ it(`push consumers killed at random lose nothing; redeliveries <= prefetch x kil
     await Promise.all(consumers.map((w) => w.worker.stop()));
 
     const result = checkHistory(history.events());
+    report('push consumer kills', formatCheck(result), `${kills} kills, bound ${PREFETCH * kills} redeliveries`);
     expect(kills).toBeGreaterThanOrEqual(5);
     expect(result.stats.sends.acked).toBeGreaterThan(500);
     expect(result.valid, formatCheck(result)).toBe(true);

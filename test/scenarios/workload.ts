@@ -30,6 +30,11 @@ export async function client(address: string): Promise<SluiceClient> {
   return connect({ broker: address, connectTimeoutMs: 30_000, requestTimeoutMs: 10_000, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
 }
 
+/** Under `npm run soak` (SLUICE_SOAK_SCALE set), prints what a scenario did: the run's figures. */
+export function report(scenario: string, summary: string, faults: string): void {
+  if (process.env['SLUICE_SOAK_SCALE'] !== undefined) process.stdout.write(`${scenario}: ${faults}; ${summary}\n`);
+}
+
 /** Something running until `stop()`, which resolves once it has wound down. */
 export interface Worker {
   stop(): Promise<void>;
