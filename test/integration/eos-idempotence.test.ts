@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '../../broker/index.js';
-import { connect, type SluiceClient } from '../../client/client.js';
+import type { SluiceClient } from '../../client/client.js';
 import { Connection } from '../../client/connection.js';
 import type { Producer, ProducerOptions, RecordMetadata } from '../../client/producer.js';
 import { hasCode } from '../../client/protocol/errors.js';
@@ -10,6 +10,7 @@ import { until } from '../helpers/async.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { answerRecordingClient } from '../helpers/produce-answers.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -29,18 +30,10 @@ async function direct(b: RunningBroker): Promise<Connection> {
   return conn;
 }
 
-/** A client whose Produce answers are recorded, so a test can see the broker's duplicate answers. */
 async function client(address: string): Promise<{ client: SluiceClient; answers: ProduceResponse[] }> {
-  const c = await connect({ broker: address, reconnect: { initialDelayMs: 5, maxDelayMs: 50 } });
-  cleanups.push(() => c.connection.destroy());
-  const answers: ProduceResponse[] = [];
-  const request = c.connection.request.bind(c.connection);
-  c.connection.request = (async (api, body, options) => {
-    const res = await request(api, body, options);
-    if (api === 'Produce') answers.push(res as ProduceResponse);
-    return res;
-  }) as typeof c.connection.request;
-  return { client: c, answers };
+  const recorded = await answerRecordingClient(address);
+  cleanups.push(() => recorded.client.connection.destroy());
+  return recorded;
 }
 
 function producer(c: SluiceClient, options: ProducerOptions = {}): Producer {

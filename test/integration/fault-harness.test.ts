@@ -8,7 +8,7 @@
  */
 import { statSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type SluiceClient } from '../../client/client.js';
+import type { SluiceClient } from '../../client/client.js';
 import { Connection } from '../../client/connection.js';
 import type { ProducerOptions, RecordMetadata } from '../../client/producer.js';
 import { hasCode } from '../../client/protocol/errors.js';
@@ -21,6 +21,7 @@ import { BrokerProcess } from '../helpers/broker-process.js';
 import { activeSegment, appendGarbage, batchesIn, flipBitInRecords, recoveryPoint, sealedSegments, tearTail } from '../helpers/disk-faults.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { answerRecordingClient } from '../helpers/produce-answers.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -34,18 +35,10 @@ async function startBroker(): Promise<BrokerProcess> {
   return bp;
 }
 
-/** An SDK client that reconnects quickly, and records every Produce answer it gets. */
 async function client(address: string): Promise<{ client: SluiceClient; answers: ProduceResponse[] }> {
-  const c = await connect({ broker: address, reconnect: { initialDelayMs: 5, maxDelayMs: 50 } });
-  cleanups.push(() => c.connection.destroy());
-  const answers: ProduceResponse[] = [];
-  const request = c.connection.request.bind(c.connection);
-  c.connection.request = (async (api, body, options) => {
-    const res = await request(api, body, options);
-    if (api === 'Produce') answers.push(res as ProduceResponse);
-    return res;
-  }) as typeof c.connection.request;
-  return { client: c, answers };
+  const recorded = await answerRecordingClient(address);
+  cleanups.push(() => recorded.client.connection.destroy());
+  return recorded;
 }
 
 /** A plain connection (no reconnect, no producer): to the broker, it sees the log behind the faults' back. */

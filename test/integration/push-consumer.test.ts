@@ -6,12 +6,13 @@ import { Connection } from '../../client/connection.js';
 import { hasCode } from '../../client/protocol/errors.js';
 import type { SubscriptionConfigInput } from '../../client/protocol/messages/push.js';
 import { decodeBatches } from '../../client/protocol/record-batch.js';
-import { PushConsumer, type PushMessage } from '../../client/push-consumer.js';
+import { PushConsumer } from '../../client/push-consumer.js';
 import { toMessage, type Message } from '../../client/value-codec.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { produceRaw, type TestMessage } from '../helpers/produce.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { sluiceRejection as rejection } from '../helpers/async.js';
+import { take } from '../helpers/push.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -37,18 +38,6 @@ function consumer(conn: Connection, topic: string, subscription: string, extra: 
   return c;
 }
 
-
-/** Receives `n` messages, failing after `timeoutMs`. */
-async function take(c: PushConsumer, n: number, timeoutMs = 5_000): Promise<PushMessage[]> {
-  const out: PushMessage[] = [];
-  const deadline = Date.now() + timeoutMs;
-  while (out.length < n) {
-    const m = await c.receive({ timeoutMs: Math.max(1, deadline - Date.now()) });
-    if (m === undefined) throw new Error(`got ${out.length} of ${n} messages within ${timeoutMs} ms`);
-    out.push(m);
-  }
-  return out;
-}
 
 /** Nothing arrives within `ms`. */
 async function quiet(c: PushConsumer, ms: number): Promise<void> {

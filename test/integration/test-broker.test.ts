@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, type PushConsumer, type PushMessage, type SluiceClient } from '../../client/index.js';
+import { connect, type PushConsumer, type SluiceClient } from '../../client/index.js';
 import { startTestBroker, type TestBroker } from '../../testing/test-broker.js';
 import { sluiceRejection } from '../helpers/async.js';
+import { take } from '../helpers/push.js';
 
 /** sluice/testing's in-process broker: each fault knob does what it says, seen through the SDK. */
 
@@ -32,17 +33,6 @@ function pushConsumer(client: SluiceClient, topic: string, ackWaitMs = 30_000): 
   const c = client.pushConsumer({ topic, subscription: 'sub', prefetch: 10, create: { start: 'earliest', ackWaitMs } });
   cleanups.push(() => c.close({ timeoutMs: 100 }));
   return c;
-}
-
-async function take(c: PushConsumer, n: number, timeoutMs = 5_000): Promise<PushMessage[]> {
-  const out: PushMessage[] = [];
-  const deadline = Date.now() + timeoutMs;
-  while (out.length < n) {
-    const m = await c.receive({ timeoutMs: Math.max(1, deadline - Date.now()) });
-    if (m === undefined) throw new Error(`got ${out.length} of ${n} messages within ${timeoutMs} ms`);
-    out.push(m);
-  }
-  return out;
 }
 
 const text = (m: { value: unknown }): string => (Buffer.isBuffer(m.value) ? m.value.toString() : String(m.value));

@@ -124,12 +124,7 @@ describe('PartitionProducers: rebuild after a restart', () => {
   });
 
   it('ignores a snapshot ahead of the log (fsync=never lost the tail) and one that does not parse', async () => {
-    let io = new CrashFS();
-    const o = await open(io, { fsync: 'never' });
-    await o.append(idem(1, 0));
-    await o.append(idem(1, 1));
-    await o.producers.snapshot(); // covers 2; the log itself is not synced
-    io = io.crash();
+    const io = await snapshotAheadOfLog();
     const again = await open(io, { fsync: 'never' });
     expect(again.log.endOffset).toBe(0);
     expect(again.logger.records.some((r) => /ahead of the log/.test(r.message ?? ''))).toBe(true);
@@ -145,18 +140,23 @@ describe('PartitionProducers: rebuild after a restart', () => {
   });
 });
 
+/** A file system after a crash that kept a snapshot covering 2 batches of producer 1 but none of the log. */
+async function snapshotAheadOfLog(): Promise<CrashFS> {
+  const io = new CrashFS();
+  const o = await open(io, { fsync: 'never' });
+  await o.append(idem(1, 0));
+  await o.append(idem(1, 1));
+  await o.producers.snapshot(); // covers 2; the log itself is not synced
+  return io.crash();
+}
+
 describe('regressions', () => {
   // Found by the power-cut scenario (test/scenarios/power-cuts.test.ts, fsync=interval): a
   // snapshot ahead of the log was ignored but left in place; after new appends passed its
   // offset, the next open loaded it and answered retries of lost batches as duplicates, with
   // offsets that now held other messages: acknowledged messages that were never in the log.
   it('a snapshot ahead of the log is removed, so it cannot be loaded once the log grows past it', async () => {
-    let io = new CrashFS();
-    const o = await open(io, { fsync: 'never' });
-    await o.append(idem(1, 0));
-    await o.append(idem(1, 1));
-    await o.producers.snapshot(); // covers 2; the log itself is not synced
-    io = io.crash();
+    const io = await snapshotAheadOfLog();
     const again = await open(io, { fsync: 'never' });
     expect(again.log.endOffset).toBe(0);
     expect((await readProducerSnapshot(io, DIR)).status).toBe('missing');
