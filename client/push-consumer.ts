@@ -176,7 +176,7 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
       this.#conn.onPush(Opcode.Deliver, (body) => this.#onDeliver(body)),
       this.#conn.onStateChange((state) => this.#onState(state)),
     );
-    const first = this.#subscribe();
+    const first = this.#firstSubscribe();
     this.#subscribing = first.catch(() => undefined);
     try {
       await first;
@@ -227,6 +227,22 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
       for (const d of this.#early) if (d.consumerId === session.id) this.#accept(session, d);
     } finally {
       this.#early = undefined;
+    }
+  }
+
+  /**
+   * The first Subscribe. A retriable failure (the connection dropped, the broker is restarting)
+   * is retried while the connection reconnects, as after any later loss; the rest fail start().
+   */
+  async #firstSubscribe(): Promise<void> {
+    for (;;) {
+      try {
+        return await this.#subscribe();
+      } catch (err) {
+        const state = this.#conn.state;
+        if (this.#closed || !isSluiceError(err) || !err.retriable || state === 'closing' || state === 'closed') throw err;
+        await sleep(100);
+      }
     }
   }
 

@@ -42,6 +42,7 @@ export async function main(): Promise<void> {
     await client.admin().createTopic('orders', { partitions: 2 });
     // Lost acks come back when their lease runs out: 500 ms here instead of the default 30 s.
     const consumer = client.pushConsumer({ topic: 'orders', subscription: 'welcome-emails', prefetch: 20, create: { start: 'earliest', ackWaitMs: 500 } });
+    await consumer.start(); // the subscription exists (durably) from here on
     const handle = async (m: PushMessage): Promise<void> => {
       recordDelivery(history, 'emailer', m);
       emails.handle(valueText(m.value));

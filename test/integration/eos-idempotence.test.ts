@@ -144,6 +144,9 @@ describe('the idempotent producer (default)', () => {
     for (let i = 0; i < total; i++) {
       sends.push(p.send({ topic: 'chaos', partition: i % partitions, value: `m${i}` }));
       if (i % 100 === 99) await new Promise((r) => setTimeout(r, 2));
+      // At least one cut per 1,000 sends, however fast the machine sends them.
+      const round = Math.floor(i / 1_000);
+      if (i % 1_000 === 999) while (cuts <= round) await new Promise((r) => setTimeout(r, 5));
     }
     const acks = await Promise.all(sends);
     stop = true;

@@ -13,6 +13,7 @@ import { produceRaw, type TestMessage } from '../helpers/produce.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { sluiceRejection as rejection } from '../helpers/async.js';
 import { take } from '../helpers/push.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -387,5 +388,22 @@ describe('PushConsumer flow control and lifecycle', () => {
     expect(hasCode(await rejection(m0?.ack() as Promise<void>), 'UNKNOWN_CONSUMER')).toBe(true);
     await Promise.all(again.map((m) => m.ack()));
     expect(await conn.request('DescribeSubscription', { subscription: 'rc-sub' })).toMatchObject({ pending: 0, consumers: [{ consumerId: c.consumerId }] });
+  });
+
+  it('a first Subscribe whose reply is lost with the connection is retried after the reconnect', async () => {
+    const b = await broker();
+    const proxy = await TcpProxy.start(b.port);
+    cleanups.push(() => proxy.close());
+    const conn = await connect(proxy.address);
+    await conn.request('CreateTopic', { topic: 'fs', partitions: 1 });
+    await produceRaw(conn, 'fs', 0, [{ value: 'a' }]);
+    const cut = proxy.cutOnNextReply();
+    const c = consumer(conn, 'fs', 'fs-sub');
+    const started = c.start();
+    await cut;
+    await started; // before the fix: rejected with CONNECTION_CLOSED, and the consumer was dead
+    const [m] = await take(c, 1);
+    expect(m?.offset).toBe(0);
+    await m?.ack();
   });
 });
