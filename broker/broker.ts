@@ -236,31 +236,38 @@ export class Broker implements RequestHost {
   }
 
   /**
-   * Stops at once, as a crash would: connections are cut and nothing is flushed on the way out
-   * (push state not yet saved stays unsaved, no final snapshots). Files, SQLite and the data-dir
-   * lock are released so the same process can open the directory again. Log files are closed as
-   * usual, so to lose unsynced bytes too, cut the power of a PowerCutIO first (sluice/testing).
+   * Stops at once, as a crash would: connections are cut and nothing more is written on the way
+   * out (push state not yet saved stays unsaved; no final indexes, recovery point, clean-shutdown
+   * marker or producer-state snapshots), so the next open recovers as after a crash. Files,
+   * SQLite and the data-dir lock are released so the same process can open the directory again.
+   * What the page cache holds still reaches the disk, as after kill -9; `powerCut` runs once the
+   * broker has stopped answering and before files close, to lose that too (sluice/testing passes
+   * PowerCutIO.cut). Storage failures it causes are expected and not reported.
    */
-  halt(): Promise<void> {
+  halt(powerCut?: () => Promise<unknown>): Promise<void> {
     if (this.#closing === undefined) {
-      this.#closing = this.#halt();
+      this.#halting = true;
+      this.#closing = this.#halt(powerCut);
       this.#closing.then(this.#markClosed, this.#markClosed);
     }
     return this.#closing;
   }
 
-  async #halt(): Promise<void> {
-    this.#halting = true;
+  async #halt(powerCut: (() => Promise<unknown>) | undefined): Promise<void> {
     this.#stopping.abort();
     for (const t of this.#timers) clearInterval(t);
     for (const c of this.#connections) c.destroy();
     this.#push.close({ flush: false });
     const quietly = (what: string) => (err: unknown) => this.log.debug({ err }, `${what} failed while halting`);
-    await this.#transactions.close().catch(quietly('transactions'));
-    await this.#logs.close().catch(quietly('logs'));
-    await this.#producerStates.close().catch(quietly('producer state'));
-    this.#meta.close();
-    this.#unlock();
+    try {
+      await powerCut?.();
+    } finally {
+      await this.#transactions.close().catch(quietly('transactions'));
+      await this.#logs.close({ abandon: true }).catch(quietly('logs'));
+      await this.#producerStates.close({ snapshot: false }).catch(quietly('producer state'));
+      this.#meta.close();
+      this.#unlock();
+    }
   }
 
   /** Resolves once the broker has closed, whoever closed it (a caller, or a storage failure). */

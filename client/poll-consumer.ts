@@ -41,7 +41,8 @@ export interface PollConsumerOptions {
    * start), reset after a position fell out of the log, moved by `seek`/`seekToCommitted`, or
    * rewound to an unprocessed message. The next message read from each is at or after `offset`;
    * what came before may be read again (at-least-once), which is how a history recorder
-   * (sluice/testing) tells a legitimate re-read from an out-of-order one.
+   * (sluice/testing) tells a legitimate re-read from an out-of-order one. Runs synchronously;
+   * an exception it throws is reported as a process warning and otherwise ignored.
    */
   onPosition?: (changes: readonly PositionChange[]) => void;
 }
@@ -379,7 +380,12 @@ export class PollConsumer implements AsyncIterable<Message> {
 
   #positioned(states: readonly PartitionState[], reason: PositionChange['reason']): void {
     if (this.#config.onPosition === undefined || states.length === 0) return;
-    this.#config.onPosition(states.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.position, reason })));
+    try {
+      this.#config.onPosition(states.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.position, reason })));
+    } catch (err) {
+      // A throwing callback must not leave an assignment or a fetch half done.
+      process.emitWarning(`PollConsumer onPosition threw: ${String(err)}`);
+    }
   }
 
   async #commitProcessed(): Promise<void> {

@@ -4,7 +4,7 @@ import { eachDelivery, type Delivery, type Session, type Settler } from './inter
 import { deferred, type Deferred } from './internal/deferred.js';
 import { parsePushConsumerOptions, type PushConsumerConfig } from './internal/push-options.js';
 import { PushSettler } from './internal/push-settler.js';
-import { SluiceError, isSluiceError } from './protocol/errors.js';
+import { SluiceError, hasCode, isSluiceError } from './protocol/errors.js';
 import { SettleOp, parseDeliverPush, type DeliverPush, type SubscriptionConfig, type SubscriptionConfigInput } from './protocol/messages/push.js';
 import { Opcode } from './protocol/opcodes.js';
 import type { Message } from './value-codec.js';
@@ -135,9 +135,18 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
   }
 
   async #receive(options: { signal?: AbortSignal; timeoutMs?: number }): Promise<PushMessage | undefined> {
-    await this.start();
     const { signal } = options;
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    if (!this.#running) {
+      // The first Subscribe may be waiting for the broker to come back: the deadline holds meanwhile.
+      const started = this.start();
+      if (deadline === Infinity) await started;
+      else {
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = await Promise.race([started.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(0, deadline - Date.now()))))]).finally(() => clearTimeout(timer));
+        if (timedOut) return undefined;
+      }
+    }
     for (;;) {
       if (signal?.aborted) throw new SluiceError('ABORTED', 'receive aborted', { cause: signal.reason });
       if (this.#failure !== undefined) throw this.#failure;
@@ -239,9 +248,13 @@ export class PushConsumer implements AsyncIterable<PushMessage> {
       try {
         return await this.#subscribe();
       } catch (err) {
+        // Only a loss of the connection (or a broker on its way down): a timed-out Subscribe may
+        // have registered a consumer, and a retry would leave it holding messages.
         const state = this.#conn.state;
-        if (this.#closed || !isSluiceError(err) || !err.retriable || state === 'closing' || state === 'closed') throw err;
+        const lost = hasCode(err, 'CONNECTION_CLOSED') || hasCode(err, 'SHUTTING_DOWN');
+        if (this.#closed || !lost || state === 'closing' || state === 'closed') throw err;
         await sleep(100);
+        if (this.#closed) throw err;
       }
     }
   }

@@ -31,7 +31,7 @@ function errorName(err: unknown): string {
 export function valueText(value: unknown): string {
   if (typeof value === 'string') return value;
   if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
-  return JSON.stringify(value);
+  return JSON.stringify(value) ?? String(value);
 }
 
 /** A consumed message as the history records it. */

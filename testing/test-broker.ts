@@ -60,8 +60,10 @@ export class TestBroker {
   readonly #options: BrokerOptions;
   readonly #ownsDir: boolean;
   readonly #sockets = new Set<Socket>();
-  readonly counts: FaultCounts = { duplicatedDeliveries: 0, droppedAcks: 0, expiredLeases: 0, crashes: 0 };
+  readonly #counts: FaultCounts = { duplicatedDeliveries: 0, droppedAcks: 0, expiredLeases: 0, crashes: 0 };
   #listener!: TcpListener;
+  #crashing: Promise<void> | undefined;
+  #closed = false;
   #broker: Broker | undefined;
   #io = new PowerCutIO();
   #duplicates = 0;
@@ -106,6 +108,11 @@ export class TestBroker {
     return this.#broker;
   }
 
+  /** What the knobs did so far (a copy). */
+  get counts(): FaultCounts {
+    return { ...this.#counts };
+  }
+
   /** The next `count` push deliveries are each delivered a second time (a redelivery, attempt + 1). */
   duplicateDeliveries(count = 1): void {
     this.#duplicates += count;
@@ -119,7 +126,7 @@ export class TestBroker {
   /** Ends every in-flight lease of `subscription` now: each is redelivered. Returns how many. */
   expireLeases(subscription: string): number {
     const n = this.broker.expireLeases(subscription);
-    this.counts.expiredLeases += n;
+    this.#counts.expiredLeases += n;
     return n;
   }
 
@@ -130,24 +137,39 @@ export class TestBroker {
    * broker accepts connections.
    */
   async crash(options: CrashOptions = {}): Promise<void> {
+    if (this.#crashing !== undefined) throw new Error('a crash is already in progress');
     const broker = this.broker;
-    this.#broker = undefined;
-    this.counts.crashes++;
-    for (const socket of this.#sockets) socket.destroy();
-    await this.#io.cut(options.tornTails ? { keepUnsynced: (_file, bytes) => Math.floor(Math.random() * bytes) } : {});
-    await broker.halt();
-    this.#io = new PowerCutIO();
-    this.#broker = await Broker.open(this.#options, { io: this.#io });
+    this.#crashing = (async () => {
+      this.#broker = undefined;
+      for (const socket of this.#sockets) socket.destroy();
+      const io = this.#io;
+      await broker.halt(() => io.cut(options.tornTails ? { keepUnsynced: (_file, bytes) => Math.floor(Math.random() * bytes) } : {}));
+      if (this.#closed) return;
+      this.#io = new PowerCutIO();
+      this.#broker = await Broker.open(this.#options, { io: this.#io });
+      this.#counts.crashes++;
+    })();
+    try {
+      await this.#crashing;
+    } finally {
+      this.#crashing = undefined;
+    }
   }
 
-  /** Graceful close; removes the data directory if the test broker made it. */
+  /** Graceful close (after a crash in progress); removes the data directory if the test broker made it. */
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     const stopped = this.#listener.stopAccepting();
-    await this.#broker?.close();
-    this.#broker = undefined;
-    for (const socket of this.#sockets) socket.destroy();
-    await stopped;
-    if (this.#ownsDir) rmSync(this.dataDir, { recursive: true, force: true });
+    try {
+      await this.#crashing?.catch(() => undefined);
+      await this.#broker?.close();
+    } finally {
+      this.#broker = undefined;
+      for (const socket of this.#sockets) socket.destroy();
+      await stopped;
+      if (this.#ownsDir) rmSync(this.dataDir, { recursive: true, force: true });
+    }
   }
 
   #accept(socket: Socket): void {
@@ -180,7 +202,13 @@ export class TestBroker {
         });
         // Honour the socket's backpressure, so the broker's slow-consumer accounting still holds.
         if (flushed || socket.destroyed) done();
-        else socket.once('drain', () => done());
+        else {
+          const resume = (): void => {
+            socket.off('drain', resume).off('close', resume);
+            done();
+          };
+          socket.once('drain', resume).once('close', resume);
+        }
       },
       final: (done) => {
         socket.end();
@@ -216,24 +244,22 @@ export class TestBroker {
       if (Array.isArray(item) && item[3] === SettleOp.Ack) {
         item[3] = SettleOp.InProgress;
         this.#dropAcks--;
-        this.counts.droppedAcks++;
+        this.#counts.droppedAcks++;
       }
     }
     return reencode(frame, encodeBody(body));
   }
 
-  /** Outbound: after a Deliver goes out, a pending duplicate ends its lease so it comes again. */
+  /** Outbound: after a Deliver goes out, pending duplicates end the leases of its messages so they come again. */
   #afterSend(frame: Frame, broker: Broker): void {
     if (this.#duplicates === 0 || frame.opcode !== Opcode.Deliver) return;
     const deliver = parseDeliverPush(decodeBody(frame.body));
     const subscription = broker.subscriptionOfConsumer(deliver.consumerId);
-    const first = deliver.offsets[0];
-    if (subscription === undefined || first === undefined) return;
-    const n = broker.expireLeases(subscription, (partition, offset) => partition === deliver.partition && offset === first);
-    if (n > 0) {
-      this.#duplicates--;
-      this.counts.duplicatedDeliveries++;
-    }
+    if (subscription === undefined) return;
+    const doomed = new Set(deliver.offsets.slice(0, this.#duplicates));
+    const n = broker.expireLeases(subscription, (partition, offset) => partition === deliver.partition && doomed.has(offset));
+    this.#duplicates -= n;
+    this.#counts.duplicatedDeliveries += n;
   }
 }
 

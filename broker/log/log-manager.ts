@@ -146,12 +146,13 @@ export class LogManager {
     for (const [, , log] of [...this.entries()]) await log.enforceRetention(now);
   }
 
-  async close(): Promise<void> {
+  /** Closes every log; `abandon` writes nothing more on the way (PartitionLog.abandon: a crash). */
+  async close({ abandon = false }: { abandon?: boolean } = {}): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#opening.values()]);
     const logs = [...this.entries()].map(([, , log]) => log);
     this.#logs.clear();
-    const results = await Promise.allSettled(logs.map((log) => log.close()));
+    const results = await Promise.allSettled(logs.map((log) => (abandon ? log.abandon() : log.close())));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }

@@ -60,6 +60,8 @@ export class PartitionLog {
   #nextOffset: number;
   #highWatermark: number;
   #state: State = 'open';
+  /** Sealed segments whose indexes and fdatasync are still being written (retention waits for them). */
+  readonly #sealing = new Set<Segment>();
   #fatal: SluiceError | undefined;
   readonly #queue: CommitQueue<PendingAppend>;
   readonly #listeners = new Set<(highWatermark: number) => void>();
@@ -218,6 +220,7 @@ export class PartitionLog {
     const seg = await Segment.create(this.#ctx, baseOffset);
     await this.#config.io.fsyncDir(this.#config.dir);
     old.markSealed();
+    this.#sealing.add(old);
     this.#segments.push(seg);
     this.#background = this.#background.then(async () => {
       try {
@@ -225,6 +228,8 @@ export class PartitionLog {
         await writeRecoveryPoint(this.#config.io, this.#config.dir, baseOffset);
       } catch (err) {
         this.#fail(err, 'seal');
+      } finally {
+        this.#sealing.delete(old);
       }
     });
   }
@@ -344,24 +349,19 @@ export class PartitionLog {
   async #enforceRetention(now: number): Promise<number> {
     const { retentionMs, retentionBytes } = this.#config;
     if (this.#state !== 'open' || (retentionMs === null && retentionBytes === null)) return 0;
-    // Never delete a segment whose sealing (index writes, fdatasync) is still running: that
-    // write would then fail and stop the broker. A roll while we wait queues another seal, so
-    // wait until no new one was queued.
-    let sealing = this.#background;
-    do {
-      sealing = this.#background;
-      await sealing;
-    } while (sealing !== this.#background);
+    // Let the seals already queued finish, so their segments can go now; one queued meanwhile
+    // is skipped below rather than waited for (rolls can outpace seals).
+    await this.#background;
     let total = this.sizeBytes;
     let count = 0;
     while (this.#segments.length - count > 1) {
       const seg = this.#segments[count]!;
-      if (!seg.sealed || seg.endOffset > this.#highWatermark) break;
+      // Never delete a segment whose sealing (index writes, fdatasync) is still running: that
+      // write would then fail and stop the broker. The next run gets it.
+      if (!seg.sealed || this.#sealing.has(seg) || seg.endOffset > this.#highWatermark) break;
       const bySize = retentionBytes !== null && total - seg.size >= retentionBytes;
       const byAge = retentionMs !== null && !bySize && (await seg.maxTimestamp()) < now - retentionMs;
-      // A roll during that read queued a seal: leave the rest to the next run.
-      if (sealing !== this.#background) break;
-      if (!bySize && !byAge) break;
+      if (this.#sealing.has(seg) || (!bySize && !byAge)) break;
       total -= seg.size;
       count++;
     }
@@ -384,11 +384,20 @@ export class PartitionLog {
    * clean-shutdown marker. Appends after close reject with SHUTTING_DOWN.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#close();
+    this.#closing ??= this.#close(true);
     return this.#closing;
   }
 
-  async #close(): Promise<void> {
+  /**
+   * Closes the files and writes nothing more: no sync, no indexes, no recovery point, no
+   * clean-shutdown marker, so the next open recovers as after a crash (Broker.halt).
+   */
+  abandon(): Promise<void> {
+    this.#closing ??= this.#close(false);
+    return this.#closing;
+  }
+
+  async #close(clean: boolean): Promise<void> {
     this.#state = 'closing';
     await this.#queue.whenIdle();
     if (this.#intervalTimer) clearInterval(this.#intervalTimer);
@@ -396,7 +405,7 @@ export class PartitionLog {
     await this.#background;
     await this.#retention.catch(() => 0);
     try {
-      if (!this.#fatal) {
+      if (!this.#fatal && clean) {
         const active = this.#active;
         await active.persist();
         await writeRecoveryPoint(this.#config.io, this.#config.dir, active.baseOffset);

@@ -18,6 +18,7 @@
 import type { FileHandle, FileIO, FileStat, OpenMode } from './file-io.js';
 import { nodeFileIO } from './file-io.js';
 import fs from 'node:fs';
+import path from 'node:path';
 
 interface Tracked {
   /** End of the furthest completed write. */
@@ -39,14 +40,10 @@ function eio(what: string): NodeJS.ErrnoException {
 }
 
 export class PowerCutIO implements FileIO {
-  readonly #inner: FileIO;
+  readonly #inner: FileIO = nodeFileIO;
   readonly #files = new Map<string, Tracked>();
   readonly #running = new Set<Promise<unknown>>();
   #dead = false;
-
-  constructor(inner: FileIO = nodeFileIO) {
-    this.#inner = inner;
-  }
 
   get isCut(): boolean {
     return this.#dead;
@@ -101,9 +98,13 @@ export class PowerCutIO implements FileIO {
 
   async rename(from: string, to: string): Promise<void> {
     await this.#call('rename', () => this.#inner.rename(from, to));
-    const t = this.#files.get(from);
-    this.#files.delete(from);
-    if (t !== undefined) this.#files.set(to, t);
+    // A file, or a directory (topic deletion renames one) with the files under it.
+    this.#forget(to);
+    for (const [file, t] of [...this.#files]) {
+      if (!within(file, from)) continue;
+      this.#files.delete(file);
+      this.#files.set(to + file.slice(from.length), t);
+    }
   }
 
   async unlink(file: string): Promise<void> {
@@ -113,7 +114,12 @@ export class PowerCutIO implements FileIO {
 
   async removeTree(dir: string): Promise<void> {
     await this.#call('removeTree', () => this.#inner.removeTree(dir));
-    for (const file of this.#files.keys()) if (file.startsWith(dir)) this.#files.delete(file);
+    this.#forget(dir);
+  }
+
+  /** Drops the records of `target` and of everything under it. */
+  #forget(target: string): void {
+    for (const file of [...this.#files.keys()]) if (within(file, target)) this.#files.delete(file);
   }
 
   fsyncDir(dir: string): Promise<void> {
@@ -129,6 +135,11 @@ export class PowerCutIO implements FileIO {
     p.then(done, done);
     return p;
   }
+}
+
+/** `file` is `target` or lies under the directory `target`. */
+function within(file: string, target: string): boolean {
+  return file === target || file.startsWith(target + path.sep);
 }
 
 type Call = <T>(what: string, fn: () => Promise<T>) => Promise<T>;

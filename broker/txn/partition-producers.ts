@@ -194,13 +194,14 @@ export class PartitionProducers {
 
   /**
    * After the log closed: a last snapshot covering the whole log, if the log closed cleanly
-   * (everything appended is readable). Then nothing more is written.
+   * (everything appended is readable) and `snapshot` (not after Broker.halt). Then nothing more
+   * is written.
    */
-  async close(): Promise<void> {
+  async close({ snapshot = true }: { snapshot?: boolean } = {}): Promise<void> {
     this.#stop.abort();
     await this.#snapshotting;
     const log = this.#log;
-    if (log.highWatermark !== log.endOffset || log.endOffset === this.#coveredOffset) return;
+    if (!snapshot || log.highWatermark !== log.endOffset || log.endOffset === this.#coveredOffset) return;
     try {
       await writeProducerSnapshot(this.#config.io, log.dir, { coveredOffset: log.endOffset, ...this.#table.toData() });
       this.#coveredOffset = log.endOffset;

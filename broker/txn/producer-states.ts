@@ -92,14 +92,14 @@ export class ProducerStateManager {
     for (const producers of [...this.#partitions.values()]) await producers.maintain(now, this.#expirationMs);
   }
 
-  /** After the logs closed: final snapshots. */
-  async close(): Promise<void> {
+  /** After the logs closed: final snapshots (none with `snapshot: false`, a crash). */
+  async close({ snapshot = true }: { snapshot?: boolean } = {}): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
     const all = [...this.#partitions.values()];
     this.#partitions.clear();
     // Closing a partition first stops its pending snapshot, which a running tick may be awaiting.
-    await Promise.all(all.map((p) => p.close()));
+    await Promise.all(all.map((p) => p.close({ snapshot })));
     await this.#tick;
   }
 }

@@ -23,13 +23,16 @@ const ORDERS = 200;
 
 /** The service's handler: one email per order, whatever comes again. */
 class WelcomeEmails {
+  /** Emails sent per order (what the check counts), and the handler's calls per order. */
   readonly sent = new Map<string, number>();
+  readonly calls = new Map<string, number>();
   readonly #done = new Set<string>();
 
   handle(orderId: string): void {
+    this.calls.set(orderId, (this.calls.get(orderId) ?? 0) + 1);
     if (this.#done.has(orderId)) return; // already emailed: a redelivery, not a new order
-    this.sent.set(orderId, (this.sent.get(orderId) ?? 0) + 1);
     this.#done.add(orderId);
+    this.sent.set(orderId, (this.sent.get(orderId) ?? 0) + 1);
   }
 }
 
@@ -73,6 +76,8 @@ export async function main(): Promise<void> {
     assert.ok(result.stats.redeliveries > 0, 'the faults should have brought some orders again');
     assert.equal(emails.sent.size, ORDERS);
     assert.ok([...emails.sent.values()].every((n) => n === 1));
+    // The handler did see orders more than once: the idempotence was needed.
+    assert.ok([...emails.calls.values()].some((n) => n > 1), 'some order should have reached the handler twice');
     console.log(`${result.stats.reads.delivered} deliveries of ${ORDERS} orders (${result.stats.redeliveries} redeliveries, faults: ${JSON.stringify(tb.counts)}); every order emailed exactly once`);
   } finally {
     await client.close();

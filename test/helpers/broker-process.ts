@@ -96,6 +96,7 @@ export class BrokerProcess {
    * lost, then the process dies with SIGKILL.
    */
   powerCut(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.#script === CLI) throw new Error('powerCut() needs a broker started from test/helpers/power-cut-broker.ts (option `script`)');
     return this.stop('SIGUSR2');
   }
 

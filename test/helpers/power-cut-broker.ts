@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { PowerCutIO, startBroker } from '../../broker/index.js';
-import type { FsyncMode } from '../../broker/index.js';
+import type { FsyncMode, LogLevel } from '../../broker/index.js';
 
 const { values } = parseArgs({
   args: process.argv.slice(3),
@@ -29,12 +29,14 @@ const running = await startBroker(
     fsync: values.fsync as FsyncMode,
     fsyncIntervalMs: Number(values['fsync-interval-ms']),
     groupSessionTimeoutMs: Number(values['group-session-timeout-ms']),
-    logLevel: 'warn',
+    logLevel: values['log-level'] as LogLevel,
   },
   { io },
 );
 process.stdout.write(`sluice listening on ${running.address}\n`);
 process.on('SIGUSR2', () => {
-  void io.cut({ keepUnsynced: (_file, bytes) => Math.floor(Math.random() * bytes) }).finally(() => process.kill(process.pid, 'SIGKILL'));
+  // Connections drop first, so nothing after the cut is answered; then the power goes.
+  const cut = () => io.cut({ keepUnsynced: (_file, bytes) => Math.floor(Math.random() * bytes) });
+  void running.broker.halt(cut).finally(() => process.kill(process.pid, 'SIGKILL'));
 });
 process.once('SIGTERM', () => void running.close().then(() => process.exit(0)));

@@ -3,6 +3,10 @@ import { connect, type PushConsumer, type SluiceClient } from '../../client/inde
 import { startTestBroker, type TestBroker } from '../../testing/test-broker.js';
 import { sluiceRejection } from '../helpers/async.js';
 import { take } from '../helpers/push.js';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { startBroker } from '../../broker/index.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** sluice/testing's in-process broker: each fault knob does what it says, seen through the SDK. */
 
@@ -106,4 +110,36 @@ describe('TestBroker fault knobs', () => {
     expect((await take(c, 1)).map(text)).toEqual(['d']);
     expect(await c.receive({ timeoutMs: 200 })).toBeUndefined();
   });
+
+  it('close() during a crash waits for it and leaves no broker behind', async () => {
+    const tb = await startTestBroker({ logLevel: 'silent' });
+    const address = tb.address;
+    const crashing = tb.crash();
+    await tb.close();
+    await crashing;
+    await expect(connect({ broker: address, reconnect: false, connectTimeoutMs: 500 })).rejects.toBeDefined();
+    expect(existsSync(tb.dataDir)).toBe(false);
+  });
 });
+
+describe('Broker.halt', () => {
+  it('writes nothing on the way out: no clean-shutdown marker, no final snapshot; the next open recovers', async () => {
+    const dir = tempDir('sluice-halt-');
+    cleanups.push(dir.remove);
+    const running = await startBroker({ port: 0, dataDir: dir.path, logLevel: 'silent' });
+    const client = await connect({ broker: running.address, reconnect: false });
+    await client.admin().createTopic('t');
+    await produce(client, 't', ['a', 'b']);
+    await client.close();
+    await running.broker.halt();
+    const partition = join(dir.path, 'topics', 't', '0');
+    expect(readdirSync(partition).filter((f) => f === '.clean-shutdown' || f === 'producer-state.snapshot')).toEqual([]);
+    // What kill -9 would keep (the page cache) is still there.
+    const again = await startBroker({ port: 0, dataDir: dir.path, logLevel: 'silent' });
+    cleanups.push(() => again.close());
+    const c2 = await connect({ broker: again.address, reconnect: false });
+    cleanups.push(() => c2.close());
+    expect((await c2.admin().listOffsets('t', 'latest')).map((p) => p.offset)).toEqual([2]);
+  });
+});
+

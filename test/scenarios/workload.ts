@@ -113,6 +113,7 @@ export function pushConsumer(history: History, address: string, name: string, to
   const run = async (): Promise<void> => {
     // Its own connection, so that killing it is a connection loss the broker sees.
     own = await client(address);
+    if (stopping) return; // killed while connecting
     consumer = own.pushConsumer({ topic, subscription, prefetch, create: { start: 'earliest', ackWaitMs: 2_000 } });
     while (!stopping) {
       const m = await consumer.receive({ timeoutMs: 100 }).catch(() => undefined);
@@ -132,8 +133,8 @@ export function pushConsumer(history: History, address: string, name: string, to
     },
     async kill() {
       stopping = true;
-      own?.connection.destroy();
       await running;
+      own?.connection.destroy();
     },
   };
 }
@@ -158,6 +159,13 @@ export async function readWholeLog(history: History, c: SluiceClient, topic: str
   } finally {
     await reader.close();
   }
+}
+
+/** Values acked to producers that consumers whose process name starts with `kind` never consumed (polled, or acked). */
+export function missedBy(history: History, kind: string): string[] {
+  const events = history.events();
+  const consumed = new Set(events.flatMap((e) => (((e.f === 'poll' && e.type === 'ok') || e.f === 'ack') && e.process.startsWith(kind) ? e.records.map((r) => r.value) : [])));
+  return events.flatMap((e) => (e.f === 'send' && e.type === 'ok' && !consumed.has(e.value) ? [e.value] : []));
 }
 
 /** Waits until every acknowledged value has been consumed (polled or acked) by `consumers`, or `ms` pass. */
