@@ -14,6 +14,7 @@
  */
 import { appendFileSync, closeSync, openSync, readFileSync, readSync, readdirSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { seededRandom } from './random.js';
 
 const SEGMENT_LOG = /^(\d{20})\.log$/;
 const BATCH_OVERHEAD = 12; // baseOffset + batchLength: the bytes batchLength does not count
@@ -97,7 +98,7 @@ export function tearTail(file: string, bytes: number): number {
 
 /** Appends `bytes` pseudo-random bytes (a deterministic function of `seed`) to `file`; returns them. */
 export function appendGarbage(file: string, bytes: number, seed: number): Buffer {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const garbage = Buffer.alloc(bytes);
   for (let i = 0; i < bytes; i++) garbage[i] = Math.floor(random() * 256);
   appendFileSync(file, garbage);
@@ -127,22 +128,10 @@ export function flipBit(file: string, byteOffset: number, bit: number): void {
 export function flipBitInRecords(logFile: string, seed: number): { batch: BatchLocation; byteOffset: number; bit: number } {
   const batches = batchesIn(logFile).filter((b) => b.size > RECORDS_START);
   if (batches.length === 0) throw new Error(`${logFile} holds no batch with records`);
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const batch = batches[Math.floor(random() * batches.length)]!;
   const byteOffset = batch.position + RECORDS_START + Math.floor(random() * (batch.size - RECORDS_START));
   const bit = Math.floor(random() * 8);
   flipBit(logFile, byteOffset, bit);
   return { batch, byteOffset, bit };
-}
-
-/** mulberry32: a tiny seeded PRNG in [0, 1), so a failing fault can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

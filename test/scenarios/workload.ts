@@ -9,22 +9,14 @@
 import { connect, type PollConsumer, type PushConsumer, type SluiceClient } from '../../client/index.js';
 import { History, type HistoryEvent } from '../../testing/history.js';
 import { positionRecorder, recordAck, recordDelivery, recordPoll, recordSend } from '../../testing/recorders.js';
+import { seededRandom } from '../helpers/random.js';
+
+/** The scenarios' fault schedules: seeded, so SLUICE_SCENARIO_SEED replays one. */
+export const random = seededRandom;
 
 export const SCALE = Math.max(1, Number(process.env['SLUICE_SOAK_SCALE'] ?? 1));
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A small seeded PRNG (mulberry32), so a scenario's fault schedule can be replayed from its seed. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function client(address: string): Promise<SluiceClient> {
   return connect({ broker: address, connectTimeoutMs: 30_000, requestTimeoutMs: 10_000, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });

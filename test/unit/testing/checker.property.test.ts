@@ -2,6 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkHistory, formatCheck, type CheckResult } from '../../../testing/checker.js';
 import type { HistoryEvent, HistoryEventInput, RecordRef } from '../../../testing/history.js';
+import { seededRandom } from '../../helpers/random.js';
+
+/** A seeded integer in [0, n) for the choices that need no shrinking. */
+function random(seed: number): (n: number) => number {
+  const next = seededRandom(seed);
+  return (n) => Math.floor(next() * n);
+}
 
 /**
  * A random log that a correct broker could have produced, consumers that read it in order
@@ -47,18 +54,6 @@ interface Poll {
 }
 
 type Step = HistoryEventInput | Poll;
-
-/** mulberry32: a tiny seeded generator for the choices that need no shrinking. */
-function random(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 const topicOf = (i: number): { topic: string; partition: number } => ({ topic: `t${i % 2}`, partition: Math.floor(i / 2) });
 

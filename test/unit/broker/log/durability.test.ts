@@ -4,11 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../../../client/protocol/errors.js';
-import { decodeBatches } from '../../../../client/protocol/record-batch.js';
 import { CrashFS } from '../../../../broker/log/crash-fs.js';
 import { PartitionLog } from '../../../../broker/log/partition-log.js';
 import type { PartitionLogOptions } from '../../../../broker/log/options.js';
-import { captureLogger, makeBatch } from './helpers.js';
+import { captureLogger, makeBatch, logValues } from './helpers.js';
 
 const DIR = '/data/p0';
 
@@ -16,15 +15,6 @@ function open(io: CrashFS, options: Partial<PartitionLogOptions> = {}): Promise<
   return PartitionLog.open({ dir: DIR, io, logger: captureLogger(), ...options });
 }
 
-async function allValues(log: PartitionLog): Promise<string[]> {
-  const out: string[] = [];
-  for (let off = log.startOffset; off < log.highWatermark; ) {
-    const recs = decodeBatches(await log.read(off, 1 << 20));
-    out.push(...recs.map((r) => r.value!.toString()));
-    off = recs[recs.length - 1]!.offset + 1;
-  }
-  return out;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -42,7 +32,7 @@ describe('fsync=always', () => {
     expect(log.segmentCount).toBeGreaterThan(3);
     io = io.crash();
     const recovered = await open(io, { segmentBytes: 600 });
-    expect(await allValues(recovered)).toEqual(acked);
+    expect(await logValues(recovered)).toEqual(acked);
     expect((await recovered.append(makeBatch('next'))).baseOffset).toBe(acked.length);
     await recovered.close();
   });
@@ -109,7 +99,7 @@ describe('fsync=interval', () => {
     for (let i = 0; i < 3; i++) await log.append(makeBatch(`late${i}`));
     io = io.crash();
     const recovered = await open(io, { fsync: 'interval', fsyncIntervalMs: 10 });
-    const values = await allValues(recovered);
+    const values = await logValues(recovered);
     expect(values.slice(0, 3)).toEqual(['early0:0', 'early1:0', 'early2:0']);
     expect(values.length).toBeLessThanOrEqual(6);
     await recovered.close();
@@ -151,7 +141,7 @@ describe('storage failures', () => {
       // Nothing unacknowledged comes back as acknowledged data: the restart sees a prefix.
       io = io.crash();
       const recovered = await open(io);
-      expect((await allValues(recovered))[0]).toBe('before:0');
+      expect((await logValues(recovered))[0]).toBe('before:0');
       await recovered.close();
     });
   }

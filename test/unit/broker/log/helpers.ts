@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeRecordBatch } from '../../../../client/protocol/record-batch.js';
+import { decodeBatches, encodeRecordBatch } from '../../../../client/protocol/record-batch.js';
+import type { PartitionLog } from '../../../../broker/log/partition-log.js';
 import { CrashFS } from '../../../../broker/log/crash-fs.js';
 import { type FileIO, nodeFileIO } from '../../../../broker/log/file-io.js';
 import type { LogSink } from '../../../../broker/log/options.js';
@@ -73,3 +74,14 @@ export const fileSystems: { name: string; make(): FsFixture }[] = [
     },
   },
 ];
+
+/** Every record value of the log from its start to its high watermark, in order. */
+export async function logValues(log: PartitionLog): Promise<string[]> {
+  const out: string[] = [];
+  for (let off = log.startOffset; off < log.highWatermark; ) {
+    const recs = decodeBatches(await log.read(off, 1 << 20));
+    out.push(...recs.map((r) => r.value!.toString()));
+    off = recs[recs.length - 1]!.offset + 1;
+  }
+  return out;
+}

@@ -5,13 +5,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeBatches } from '../../../../client/protocol/record-batch.js';
 import { type FileHandle, writeFileAtomic } from '../../../../broker/log/file-io.js';
 import { PartitionLog } from '../../../../broker/log/partition-log.js';
 import type { PartitionLogOptions } from '../../../../broker/log/options.js';
 import { PowerCutIO } from '../../../../broker/log/power-cut-io.js';
 import { tempDir } from '../../../helpers/temp-dir.js';
-import { captureLogger, makeBatch } from './helpers.js';
+import { captureLogger, makeBatch, logValues } from './helpers.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -304,15 +303,6 @@ describe('PowerCutIO under a PartitionLog', () => {
     ...extra,
   });
 
-  async function values(log: PartitionLog): Promise<string[]> {
-    const out: string[] = [];
-    for (let off = log.startOffset; off < log.highWatermark; ) {
-      const recs = decodeBatches(await log.read(off, 1 << 20));
-      out.push(...recs.map((r) => r.value!.toString()));
-      off = recs[recs.length - 1]!.offset + 1;
-    }
-    return out;
-  }
 
   const value = (tag: string): string => `${tag}:0`.padEnd(40, '.');
 
@@ -339,7 +329,7 @@ describe('PowerCutIO under a PartitionLog', () => {
 
     const recovered = await PartitionLog.open(options(d, {}));
     cleanups.push(() => recovered.close());
-    const got = await values(recovered);
+    const got = await logValues(recovered);
     // Every acknowledged append is there, in order; anything more is an unacknowledged in-flight one.
     expect(got.slice(0, acked.length)).toEqual(acked);
     expect(acked.length).toBeGreaterThanOrEqual(24);
@@ -370,7 +360,7 @@ describe('PowerCutIO under a PartitionLog', () => {
 
     const recovered = await PartitionLog.open(options(d, { fsync: 'never' }));
     cleanups.push(() => recovered.close());
-    expect(await values(recovered)).toEqual(Array.from({ length: 5 }, (_, i) => value(`s${i}`)));
+    expect(await logValues(recovered)).toEqual(Array.from({ length: 5 }, (_, i) => value(`s${i}`)));
     expect((await recovered.append(makeBatch('next'))).baseOffset).toBe(5);
   });
 });
