@@ -23,6 +23,7 @@ export interface BenchOptions {
   consumer: ConsumerKind;
   prefetch: number;
   rate: number;
+  warmup: number;
   runs: number;
   brokerNodeArgs?: string;
 }
@@ -50,6 +51,8 @@ export interface BenchConfig {
   readonly prefetch: number;
   /** Target msgs/s over all producers; 0: as fast as the window allows. */
   readonly rate: number;
+  /** e2e: ms of sending and receiving before anything is recorded. */
+  readonly warmupMs: number;
   readonly runs: number;
   /** `host:port` of a running broker, or undefined: the bench starts its own as a child process. */
   readonly broker: string | undefined;
@@ -68,6 +71,7 @@ const WINDOW_BYTES = 16 * 1024 * 1024;
 export function parseBenchConfig(workload: Workload, o: BenchOptions, broker: string | undefined): BenchConfig {
   if (!WORKLOADS.includes(workload)) throw invalid(`workload must be one of ${WORKLOADS.join(', ')}, got ${JSON.stringify(workload)}`);
   if (o.count !== undefined && o.duration !== undefined) throw invalid('give --count or --duration, not both');
+  if (workload !== 'e2e' && o.warmup > 0) throw invalid('--warmup applies to e2e only');
   if (workload === 'e2e' && o.messageSize < STAMP_BYTES) throw invalid(`e2e needs --message-size of at least ${STAMP_BYTES} (the send time travels in the value)`);
   // The SDK's defaults, except linger under e2e: a latency run should not wait 5 ms per batch.
   let sdk;
@@ -97,6 +101,7 @@ export function parseBenchConfig(workload: Workload, o: BenchOptions, broker: st
     consumer: o.consumer,
     prefetch: o.prefetch,
     rate: o.rate,
+    warmupMs: o.warmup,
     runs: o.runs,
     broker,
     brokerNodeArgs: Object.freeze((o.brokerNodeArgs ?? '').split(/\s+/).filter((a) => a !== '')),
@@ -117,7 +122,7 @@ export function configJson(c: BenchConfig): Record<string, unknown> {
     lingerMs: c.lingerMs,
     maxInFlight: c.maxInFlight,
     window: c.window,
-    ...(c.workload === 'e2e' ? { rate: c.rate } : {}),
+    ...(c.workload === 'e2e' ? { rate: c.rate, warmupMs: c.warmupMs } : {}),
     broker: c.broker ?? 'child',
     fsync: c.fsync ?? null,
     runs: c.runs,

@@ -86,6 +86,7 @@ export function formatTable(config: BenchConfig, report: BenchReport): string {
     plural(c.partitions, 'partition'),
     `batch ${fmtBytes(c.batchSize)}, linger ${c.lingerMs} ms, window ${fmt(c.window)}`,
     ...(c.workload === 'e2e' ? [c.rate > 0 ? `target ${fmt(c.rate)} msgs/s` : 'unpaced'] : []),
+    ...(c.warmupMs > 0 ? [`after ${c.warmupMs} ms warm-up`] : []),
     c.broker === undefined ? `own broker, fsync ${c.fsync}` : `broker ${c.broker}`,
   ];
   const head = ['', 'msgs/s', 'MB/s', 'p50 us', 'p90 us', 'p99 us', 'p99.9 us', 'max us', 'seconds'];

@@ -31,6 +31,7 @@ export function registerBenchCommand(program: Command): void {
     .addOption(new Option('--consumer <kind>', 'consumer kind (consume, e2e)').choices(['poll', 'push']).default('poll'))
     .addOption(new Option('--prefetch <n>', 'push consumer prefetch').default(1_000).argParser(intArg('--prefetch', 1, 100_000)))
     .addOption(new Option('--rate <n>', 'target msgs/s over all producers (e2e, produce); 0: as fast as possible').default(0).argParser(intArg('--rate', 0, 100_000_000)))
+    .addOption(new Option('--warmup <ms>', 'e2e: send and receive for this long before recording').default(0).argParser(intArg('--warmup', 0, 3_600_000)))
     .addOption(new Option('--runs <n>', 'repeat and report medians').default(1).argParser(intArg('--runs', 1, 1_000)))
     .option('--broker-node-args <args>', 'node flags for the broker the bench starts, e.g. "--cpu-prof --cpu-prof-dir=prof"')
     .action(async (workload: Workload, o: BenchOptions, cmd: Command) => {

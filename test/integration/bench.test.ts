@@ -13,7 +13,7 @@ interface BenchJson {
   mbPerSec: number;
   latencyUs: { p50: number; p90: number; p99: number; p999: number; max: number };
   config: Record<string, unknown>;
-  runs: { messages: number; msgsPerSec: number; latencyUs: BenchJson['latencyUs'] }[];
+  runs: { messages: number; msgsPerSec: number; latencyUs: BenchJson['latencyUs']; latencySamples: number }[];
 }
 
 beforeAll(() => {
@@ -65,12 +65,28 @@ describe('sluice bench', () => {
     expect(result.config).toMatchObject({ rate: 2000, lingerMs: 0 });
   });
 
+  it('e2e with --warmup: the warm-up is sent and received, then exactly --count messages are measured', async () => {
+    // 2000 msgs/s for 300 ms: about 600 warm-up messages go through first, none of them recorded.
+    const result = await bench(['e2e', '--count', '500', '--rate', '2000', '--warmup', '300']);
+    expectSane(result, 'e2e', 500);
+    expect(result.config).toMatchObject({ rate: 2000, warmupMs: 300 });
+    expect(result.runs[0]).toMatchObject({ latencySamples: 500 });
+    // Measured from the end of the warm-up: 500 messages at 2000/s take about 0.25 s, not 0.55 s.
+    expect(result.seconds).toBeLessThan(0.5);
+  });
+
   it('consume with push consumers, repeated: medians on top, every run listed', async () => {
     const result = await bench(['consume', '--count', '1000', '--consumer', 'push', '--partitions', '2', '--runs', '2']);
     expectSane(result, 'consume', 1000);
     expect(result.runs).toHaveLength(2);
     const rates = result.runs.map((r) => r.msgsPerSec).sort((a, b) => a - b);
     expect(result.msgsPerSec).toBe(Math.round((rates[0]! + rates[1]!) / 2));
+  });
+
+  it('refuses --warmup outside e2e', async () => {
+    const res = await runCli(['bench', 'produce', '--count', '10', '--warmup', '100']);
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toMatch(/--warmup applies to e2e only/);
   });
 
   it('refuses --count with --duration with a one-line error', async () => {

@@ -21,6 +21,7 @@ export async function runProduceWorkload(ctx: RunContext): Promise<RunResult> {
     const sent = await produceLoad(producers, config, {
       topic: ctx.topic,
       counts: splitCount(config.count, config.producers),
+      warmUntil: 0,
       stopAt: config.durationMs === undefined ? Infinity : start + config.durationMs,
       ratePerProducer: config.rate / config.producers,
       stamp: false,
@@ -42,6 +43,7 @@ export async function prefill(ctx: RunContext): Promise<number> {
     const sent = await produceLoad(benchProducers(clients, config), config, {
       topic: ctx.topic,
       counts: splitCount(config.count, config.producers),
+      warmUntil: 0,
       stopAt: config.durationMs === undefined ? Infinity : performance.now() + config.durationMs,
       ratePerProducer: 0,
       stamp: false,

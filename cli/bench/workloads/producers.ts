@@ -7,8 +7,10 @@ import type { Meter } from '../progress.js';
 
 export interface ProduceLoad {
   readonly topic: string;
-  /** Messages per producer (undefined: until `stopAt`). */
+  /** Messages per producer after the warm-up (undefined: until `stopAt`). */
   readonly counts: readonly (number | undefined)[];
+  /** performance.now() before which sends are warm-up: they go out but do not count toward `counts`. */
+  readonly warmUntil: number;
   /** performance.now() after which no producer starts another send. */
   readonly stopAt: number;
   /** msgs/s per producer; 0: as fast as the window allows. */
@@ -33,7 +35,7 @@ export function benchProducers(clients: readonly SluiceClient[], config: BenchCo
 
 /**
  * Runs every producer to the end of its share and resolves, once all sends are acknowledged,
- * with the number sent. Rejects with the first failed send (after the rest settled).
+ * with the number sent (warm-up included). Rejects with the first failed send (after the rest settled).
  */
 export async function produceLoad(producers: readonly Producer[], config: BenchConfig, load: ProduceLoad): Promise<number> {
   const sent = await Promise.all(producers.map((p, i) => runProducer(p, config, load, load.counts[i])));
@@ -52,8 +54,9 @@ export async function produceLoad(producers: readonly Producer[], config: BenchC
  */
 async function runProducer(producer: Producer, config: BenchConfig, load: ProduceLoad, count: number | undefined): Promise<number> {
   const { messageSize, window } = config;
-  const { histogram, meter, stamp, stopAt, ratePerProducer } = load;
+  const { histogram, meter, stamp, stopAt, warmUntil, ratePerProducer } = load;
   const limit = count ?? Infinity;
+  let warm = 0;
   const slots = stamp ? window : 1;
   const pool = randomFillSync(Buffer.allocUnsafe(messageSize * slots));
   const ring = Array.from({ length: slots }, (_, i) => pool.subarray(i * messageSize, (i + 1) * messageSize));
@@ -86,7 +89,7 @@ async function runProducer(producer: Producer, config: BenchConfig, load: Produc
 
   const start = performance.now();
   let i = 0;
-  for (; i < limit && failure === undefined; i++) {
+  for (; i - warm < limit && failure === undefined; i++) {
     const now = performance.now();
     if (now >= stopAt) break;
     if (ratePerProducer > 0) {
@@ -99,9 +102,12 @@ async function runProducer(producer: Producer, config: BenchConfig, load: Produc
     const slot = i % slots;
     if (busy[slot] === 1) await waitUntilFree(() => busy[slot] === 1);
     if (failure !== undefined) break;
+    // The stamp and the warm-up test read the same clock, so consumers agree on which is which.
+    const sendAt = performance.now();
+    if (sendAt < warmUntil) warm++;
     if (stamp) {
       const value = ring[slot]!;
-      value.writeDoubleLE(epoch + performance.now(), 0);
+      value.writeDoubleLE(epoch + sendAt, 0);
       message.value = value;
       busy[slot] = 1;
     }
