@@ -65,6 +65,7 @@ export class PartitionLog {
   #fatal: SluiceError | undefined;
   readonly #queue: CommitQueue<PendingAppend>;
   readonly #listeners = new Set<(highWatermark: number) => void>();
+  readonly #retentionListeners = new Set<(startOffset: number) => void>();
   /** Sealing of rolled segments and recovery-point updates, one after another, off the append path. */
   #background: Promise<void> = Promise.resolve();
   #intervalTimer: NodeJS.Timeout | undefined;
@@ -248,11 +249,15 @@ export class PartitionLog {
   #advance(highWatermark: number): void {
     if (highWatermark <= this.#highWatermark) return;
     this.#highWatermark = highWatermark;
-    for (const listener of this.#listeners) {
+    this.#notify(this.#listeners, highWatermark, 'onVisible');
+  }
+
+  #notify(listeners: ReadonlySet<(offset: number) => void>, offset: number, what: string): void {
+    for (const listener of listeners) {
       try {
-        listener(highWatermark);
+        listener(offset);
       } catch (err) {
-        this.#config.logger.warn({ err }, 'onVisible listener threw');
+        this.#config.logger.warn({ err }, `${what} listener threw`);
       }
     }
   }
@@ -370,6 +375,7 @@ export class PartitionLog {
     for (const seg of doomed) await seg.remove();
     await this.#config.io.fsyncDir(this.#config.dir);
     this.#config.logger.info({ dir: this.#config.dir, segments: count, startOffset: this.startOffset }, 'retention deleted segments');
+    this.#notify(this.#retentionListeners, this.startOffset, 'onRetention');
     return count;
   }
 
@@ -377,6 +383,16 @@ export class PartitionLog {
   onVisible(listener: (highWatermark: number) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` with the new start offset each time retention deletes segments, so readers
+   * that track positions (push subscriptions) learn of messages that are gone without waiting
+   * for their next wake-up. Returns an unsubscribe.
+   */
+  onRetention(listener: (startOffset: number) => void): () => void {
+    this.#retentionListeners.add(listener);
+    return () => this.#retentionListeners.delete(listener);
   }
 
   /**
@@ -416,6 +432,7 @@ export class PartitionLog {
     } finally {
       this.#state = 'closed';
       this.#listeners.clear();
+      this.#retentionListeners.clear();
       for (const seg of this.#segments) await seg.close().catch(() => {});
     }
   }

@@ -45,6 +45,20 @@ export interface SubscriptionDeps {
 }
 
 /**
+ * Pumps on every high watermark move (new data, transaction markers) and after retention deletes
+ * segments: messages it took before they were settled must stop counting as pending at once,
+ * not at the next delivery deadline (which may be minutes away).
+ */
+function watchLog(log: PartitionLog, wake: () => void): () => void {
+  const stopVisible = log.onVisible(wake);
+  const stopRetention = log.onRetention(wake);
+  return () => {
+    stopVisible();
+    stopRetention();
+  };
+}
+
+/**
  * One durable push subscription: competing consumers, credit, and one delivery state per
  * partition. A single pump (never two at once) expires deadlines, reads the logs ahead, hands
  * deliveries to consumers within their credit and window, and writes dead letters.
@@ -75,7 +89,7 @@ export class Subscription {
       partition,
       state: new PartitionDeliveryState(options, deps.states.get(partition)),
       feed: new PartitionFeed(log, config.ordering === 'key'),
-      stopWatching: log.onVisible(() => void this.pump()),
+      stopWatching: watchLog(log, () => void this.pump()),
     }));
     for (const slot of this.#slots) {
       for (const offset of slot.state.pendingDeadLetters()) this.#deadLetters.push({ slot, offset, attempts: config.maxDeliveries, reason: 'max-deliveries' });

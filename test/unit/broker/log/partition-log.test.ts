@@ -185,14 +185,19 @@ describe.each(fileSystems)('PartitionLog on $name', ({ make }) => {
     const log = await open({ segmentBytes: 500, retentionBytes: 1200 });
     for (let i = 0; i < 20; i++) await log.append(makeBatch(`s${i}`, 2, { valueBytes: 40 }));
     const before = log.segmentCount;
+    const starts: number[] = [];
+    log.onRetention((start) => starts.push(start));
     const deleted = await log.enforceRetention();
     expect(deleted).toBeGreaterThan(0);
+    // Readers that track positions hear of the deletion, with the new start offset, once.
+    expect(starts).toEqual([log.startOffset]);
     expect(log.segmentCount).toBe(before - deleted);
     expect(log.sizeBytes).toBeGreaterThanOrEqual(1200);
     expect(log.startOffset % 2).toBe(0);
     await rejectsWith(log.read(log.startOffset - 1, 100), 'OFFSET_OUT_OF_RANGE');
     expect(decodeBatches(await log.read(log.startOffset, 100))[0]!.offset).toBe(log.startOffset);
     expect(await log.enforceRetention()).toBe(0);
+    expect(starts).toHaveLength(1);
     await log.close();
   });
 
