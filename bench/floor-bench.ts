@@ -3,21 +3,23 @@
  * workload on the same machine, so that Sluice's latency can be read as a ratio to it.
  *
  * A child process plays the broker with nothing but the durable path: length-prefixed frames in
- * from a producer socket; group commit (every frame that arrived in one event-loop turn) with
- * one writev and one fdatasync through libuv's thread pool, as Sluice's log does; then the
- * frames out to a consumer socket. No protocol, no msgpack, no CRC, no offsets, no SDK. This
+ * from a producer socket; group commit (every frame that arrived while the previous commit ran,
+ * or in one event-loop turn) with one writev and one fdatasync through libuv's thread pool, as
+ * Sluice's log does; then the frames out to a consumer socket. No protocol, no msgpack, no CRC, no offsets, no SDK. This
  * process paces 100-byte messages at 5,000/s in 1 ms bursts (as the e2e bench does), stamps each
  * with its send time, and records receipt minus send in an HDR histogram after a warm-up.
  *
  * Run: npm run bench:floor [-- --runs 5]. Compare with
  * `sluice bench e2e --rate 5000 --duration 10000 --warmup 3000` (docs/performance.md).
  */
-import { fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createHistogram } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 
 const RATE = 5000;
 const WARMUP_MS = 3000;
@@ -45,6 +47,8 @@ function readFrames(sock: net.Socket, onFrame: (frame: Buffer) => void, onTurn: 
 }
 
 function runBroker(file: string): void {
+  // The parent going away (it failed, or was killed) ends the broker too.
+  process.on('disconnect', () => process.exit(1));
   const fd = fs.openSync(file, 'w');
   let consumer: net.Socket | undefined;
   let position = 0;
@@ -110,61 +114,84 @@ interface FloorRun {
   count: number;
 }
 
+/** Rejects when the child exits, so that a broker that died cannot leave the run waiting or measuring nothing. */
+function exitOf(child: ChildProcess): Promise<never> {
+  return new Promise((_, reject) => child.once('exit', (code, signal) => reject(new Error(`floor broker exited (${signal ?? code})`))));
+}
+
 /** One run against a fresh child broker: latency percentiles (ms) of the messages after the warm-up. */
 async function runOnce(dir: string): Promise<FloorRun> {
-  const child = fork(new URL(import.meta.url).pathname, ['broker', path.join(dir, 'floor.log')]);
-  const port = await new Promise<number>((resolve) => child.once('message', (m) => resolve(m as number)));
-  const histogram = createHistogram();
-  const consumer = await connect(port, CONSUMER);
-  const producer = await connect(port, PRODUCER);
-  const start = performance.now();
-  readFrames(
-    consumer,
-    (frame) => {
-      const sentAt = frame.readDoubleLE(4);
-      if (sentAt >= start + WARMUP_MS) histogram.record(Math.max(1, Math.round((performance.now() - sentAt) * 1000)));
-    },
-    () => {},
-  );
-  await new Promise<void>((resolve) => {
+  const child = fork(fileURLToPath(import.meta.url), ['broker', path.join(dir, 'floor.log')]);
+  const exited = exitOf(child);
+  exited.catch(() => undefined);
+  try {
+    const port = await Promise.race([once(child, 'message').then(([m]) => m as number), exited]);
+    const histogram = createHistogram();
+    const consumer = await connect(port, CONSUMER);
+    const producer = await connect(port, PRODUCER);
+    const start = performance.now();
     let sent = 0;
-    const tick = (): void => {
-      const now = performance.now();
-      if (now - start >= WARMUP_MS + DURATION_MS) {
-        resolve();
-        return;
-      }
-      const burst: Buffer[] = [];
-      while (start + (sent * 1000) / RATE <= now) {
-        const frame = Buffer.alloc(4 + SIZE);
-        frame.writeUInt32BE(SIZE, 0);
-        frame.writeDoubleLE(performance.now(), 4);
-        burst.push(frame);
-        sent++;
-      }
-      if (burst.length > 0) producer.write(Buffer.concat(burst));
-      setTimeout(tick, 1);
+    let received = 0;
+    readFrames(
+      consumer,
+      (frame) => {
+        received++;
+        const sentAt = frame.readDoubleLE(4);
+        if (sentAt >= start + WARMUP_MS) histogram.record(Math.max(1, Math.round((performance.now() - sentAt) * 1000)));
+      },
+      () => {},
+    );
+    const paced = new Promise<void>((resolve) => {
+      const tick = (): void => {
+        const now = performance.now();
+        if (now - start >= WARMUP_MS + DURATION_MS) {
+          resolve();
+          return;
+        }
+        const burst: Buffer[] = [];
+        while (start + (sent * 1000) / RATE <= now) {
+          const frame = Buffer.alloc(4 + SIZE);
+          frame.writeUInt32BE(SIZE, 0);
+          frame.writeDoubleLE(performance.now(), 4);
+          burst.push(frame);
+          sent++;
+        }
+        if (burst.length > 0) producer.write(Buffer.concat(burst));
+        setTimeout(tick, 1);
+      };
+      tick();
+    });
+    await Promise.race([paced, exited]);
+    // Every message sent is received before the run ends: the slowest are the ones that count.
+    const drained = new Promise<void>((resolve) => {
+      const check = (): void => void (received >= sent ? resolve() : setTimeout(check, 5));
+      check();
+    });
+    await Promise.race([drained, exited]);
+    producer.destroy();
+    consumer.destroy();
+    const ms = (us: number): number => Math.round(us) / 1000;
+    return {
+      p50: ms(histogram.percentile(50)),
+      p90: ms(histogram.percentile(90)),
+      p99: ms(histogram.percentile(99)),
+      p999: ms(histogram.percentile(99.9)),
+      max: ms(histogram.max),
+      count: histogram.count,
     };
-    tick();
-  });
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  producer.destroy();
-  consumer.destroy();
-  child.kill();
-  const ms = (us: number): number => Math.round(us) / 1000;
-  return {
-    p50: ms(histogram.percentile(50)),
-    p90: ms(histogram.percentile(90)),
-    p99: ms(histogram.percentile(99)),
-    p999: ms(histogram.percentile(99.9)),
-    max: ms(histogram.max),
-    count: histogram.count,
-  };
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = once(child, 'exit');
+      child.kill();
+      await gone;
+    }
+  }
 }
 
 async function main(): Promise<void> {
   const runsFlag = process.argv.indexOf('--runs');
   const runs = runsFlag > 0 ? Number(process.argv[runsFlag + 1]) : 3;
+  if (!Number.isSafeInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${process.argv[runsFlag + 1]}`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-floor-'));
   try {
     const results: FloorRun[] = [];

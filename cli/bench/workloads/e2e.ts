@@ -37,7 +37,8 @@ export async function runE2eWorkload(ctx: RunContext): Promise<RunResult> {
       const consumers = new BenchConsumers(consumerClients, config, { topic: ctx.topic, name: ctx.name, tally, onMessage, histogram: undefined });
       await consumers.ready({ subscribe: true });
       const producers = benchProducers(producerClients, config);
-      ctx.progress.start(`${ctx.label}e2e`, tally, config.count);
+      // The tally counts the warm-up too, so a total is known only without one.
+      ctx.progress.start(`${ctx.label}e2e`, tally, config.warmupMs > 0 ? undefined : config.count);
       const start = performance.now();
       const warmUntil = start + config.warmupMs;
       measureFrom = performance.timeOrigin + warmUntil;

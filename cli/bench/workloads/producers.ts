@@ -102,12 +102,15 @@ async function runProducer(producer: Producer, config: BenchConfig, load: Produc
     const slot = i % slots;
     if (busy[slot] === 1) await waitUntilFree(() => busy[slot] === 1);
     if (failure !== undefined) break;
-    // The stamp and the warm-up test read the same clock, so consumers agree on which is which.
-    const sendAt = performance.now();
-    if (sendAt < warmUntil) warm++;
+    if (stamp || warmUntil > 0) {
+      // The warm-up test compares the stamp itself with the end of the warm-up, computed as the
+      // consumers compute it (epoch + performance.now()), so both sides agree to the last bit.
+      const stampMs = epoch + performance.now();
+      if (stampMs < epoch + warmUntil) warm++;
+      if (stamp) ring[slot]!.writeDoubleLE(stampMs, 0);
+    }
     if (stamp) {
       const value = ring[slot]!;
-      value.writeDoubleLE(epoch + sendAt, 0);
       message.value = value;
       busy[slot] = 1;
     }

@@ -16,6 +16,8 @@ export class Tally implements Meter {
   readonly whenDone: Promise<void>;
   #target: number;
   #lastProgressAt = performance.now();
+  /** performance.now() of the last add(): when the last message arrived. */
+  #lastAddAt = performance.now();
   #resolve!: () => void;
   #reject!: (err: unknown) => void;
   readonly #watchdog: NodeJS.Timeout;
@@ -42,14 +44,16 @@ export class Tally implements Meter {
   add(n: number): void {
     if (n === 0 || this.finished) return;
     this.done += n;
-    this.#lastProgressAt = performance.now();
-    if (this.done >= this.#target) this.#finish();
+    this.#lastAddAt = performance.now();
+    this.#lastProgressAt = this.#lastAddAt;
+    if (this.done >= this.#target) this.#finish(this.#lastAddAt);
   }
 
   setTarget(n: number): void {
     this.#target = n;
     this.#lastProgressAt = performance.now();
-    if (this.done >= n) this.#finish();
+    // Everything may have arrived before the producers saw their last ack: the run ended then.
+    if (this.done >= n) this.#finish(this.#lastAddAt);
   }
 
   fail(err: unknown): void {
@@ -59,9 +63,9 @@ export class Tally implements Meter {
     this.#reject(err);
   }
 
-  #finish(): void {
+  #finish(at: number): void {
     this.finished = true;
-    this.finishedAt = performance.now();
+    this.finishedAt = at;
     clearInterval(this.#watchdog);
     this.#resolve();
   }
