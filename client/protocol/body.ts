@@ -62,12 +62,30 @@ export function decodeBody(bytes: Uint8Array, limits: BodyLimits = DEFAULT_BODY_
   return value;
 }
 
+// The walk's stack, shared by every call (decoding is synchronous and never re-entered): two
+// parallel arrays instead of a [value, depth] pair per value, since every frame body goes through
+// here on both the broker and the client.
+const pending: unknown[] = [];
+const depths: number[] = [];
+
 /** Walks the decoded value iteratively (no recursion for a peer to exhaust). */
 function checkPlain(root: unknown, limits: BodyLimits): void {
-  const stack: Array<[unknown, number]> = [[root, 0]];
+  try {
+    walkPlain(root, limits);
+  } finally {
+    // Hold no references to the body once the check is over (a refusal leaves entries behind).
+    pending.length = 0;
+    depths.length = 0;
+  }
+}
+
+function walkPlain(root: unknown, limits: BodyLimits): void {
+  pending.push(root);
+  depths.push(0);
   let values = 0;
-  while (stack.length > 0) {
-    const [value, depth] = stack.pop() as [unknown, number];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    const depth = depths.pop() as number;
     if (++values > limits.maxValues) refuse(`more than ${limits.maxValues} values`);
     if (value === null || value === undefined || typeof value === 'boolean' || typeof value === 'number') continue;
     if (typeof value === 'string') {
@@ -81,7 +99,10 @@ function checkPlain(root: unknown, limits: BodyLimits): void {
     if (depth >= limits.maxDepth) refuse(`nesting deeper than ${limits.maxDepth}`);
     if (Array.isArray(value)) {
       if (value.length > limits.maxArrayLength) refuse(`array longer than ${limits.maxArrayLength}`);
-      for (const item of value) stack.push([item, depth + 1]);
+      for (const item of value) {
+        pending.push(item);
+        depths.push(depth + 1);
+      }
       continue;
     }
     if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
@@ -90,7 +111,8 @@ function checkPlain(root: unknown, limits: BodyLimits): void {
       for (const key of keys) {
         if (FORBIDDEN_KEYS.has(key)) refuse(`forbidden key "${key}"`);
         if (key.length > limits.maxKeyLength) refuse(`map key longer than ${limits.maxKeyLength}`);
-        stack.push([(value as Record<string, unknown>)[key], depth + 1]);
+        pending.push((value as Record<string, unknown>)[key]);
+        depths.push(depth + 1);
       }
       continue;
     }
