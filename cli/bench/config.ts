@@ -23,7 +23,7 @@ export interface BenchOptions {
   consumer: ConsumerKind;
   prefetch: number;
   rate: number;
-  warmup: number;
+  warmup?: number;
   runs: number;
   brokerNodeArgs?: string;
 }
@@ -71,7 +71,7 @@ const WINDOW_BYTES = 16 * 1024 * 1024;
 export function parseBenchConfig(workload: Workload, o: BenchOptions, broker: string | undefined): BenchConfig {
   if (!WORKLOADS.includes(workload)) throw invalid(`workload must be one of ${WORKLOADS.join(', ')}, got ${JSON.stringify(workload)}`);
   if (o.count !== undefined && o.duration !== undefined) throw invalid('give --count or --duration, not both');
-  if (workload !== 'e2e' && o.warmup > 0) throw invalid('--warmup applies to e2e only');
+  if (workload !== 'e2e' && (o.warmup ?? 0) > 0) throw invalid('--warmup applies to e2e only');
   if (workload === 'e2e' && o.messageSize < STAMP_BYTES) throw invalid(`e2e needs --message-size of at least ${STAMP_BYTES} (the send time travels in the value)`);
   // The SDK's defaults, except linger under e2e: a latency run should not wait 5 ms per batch.
   let sdk;
@@ -101,7 +101,7 @@ export function parseBenchConfig(workload: Workload, o: BenchOptions, broker: st
     consumer: o.consumer,
     prefetch: o.prefetch,
     rate: o.rate,
-    warmupMs: o.warmup,
+    warmupMs: o.warmup ?? 0,
     runs: o.runs,
     broker,
     brokerNodeArgs: Object.freeze((o.brokerNodeArgs ?? '').split(/\s+/).filter((a) => a !== '')),
