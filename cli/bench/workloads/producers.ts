@@ -107,12 +107,12 @@ async function runProducer(producer: Producer, config: BenchConfig, load: Produc
       // consumers compute it (epoch + performance.now()), so both sides agree to the last bit.
       const stampMs = epoch + performance.now();
       if (stampMs < epoch + warmUntil) warm++;
-      if (stamp) ring[slot]!.writeDoubleLE(stampMs, 0);
-    }
-    if (stamp) {
-      const value = ring[slot]!;
-      message.value = value;
-      busy[slot] = 1;
+      if (stamp) {
+        const value = ring[slot]!;
+        value.writeDoubleLE(stampMs, 0);
+        message.value = value;
+        busy[slot] = 1;
+      }
     }
     outstanding++;
     const sentAt = histogram === undefined ? 0 : performance.now();
