@@ -29,7 +29,10 @@ export interface IntRange {
   readonly max?: number;
 }
 
-export function int(o: Fields, key: string, path: string, range: IntRange = {}): number {
+/** No bounds beyond a safe integer. Shared, so that the common case allocates nothing. */
+const ANY_INT: IntRange = Object.freeze({});
+
+export function int(o: Fields, key: string, path: string, range: IntRange = ANY_INT): number {
   const v = o[key];
   const min = range.min ?? Number.MIN_SAFE_INTEGER;
   const max = range.max ?? Number.MAX_SAFE_INTEGER;
@@ -39,7 +42,7 @@ export function int(o: Fields, key: string, path: string, range: IntRange = {}):
   return v;
 }
 
-export function optInt(o: Fields, key: string, path: string, range: IntRange = {}): number | undefined {
+export function optInt(o: Fields, key: string, path: string, range: IntRange = ANY_INT): number | undefined {
   return o[key] === undefined || o[key] === null ? undefined : int(o, key, path, range);
 }
 

@@ -5,13 +5,26 @@ import { fields, int, invalid, str, type Fields } from '../shape.js';
 /** Topic names are checked for meaning by the broker; the codec only bounds their length. */
 export const MAX_TOPIC_LENGTH = 249;
 
+/** A message type with its readonly keys made assignable, for parsers that add optional keys after building it. */
+export type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
 export interface TopicPartition {
   readonly topic: string;
   readonly partition: number;
 }
 
+const PARTITION_RANGE = Object.freeze({ min: 0, max: 0x7fffffff });
+
+export function topicOf(o: Fields, path: string): string {
+  return str(o, 'topic', path, MAX_TOPIC_LENGTH);
+}
+
+export function partitionOf(o: Fields, path: string): number {
+  return int(o, 'partition', path, PARTITION_RANGE);
+}
+
 export function topicPartition(o: Fields, path: string): TopicPartition {
-  return { topic: str(o, 'topic', path, MAX_TOPIC_LENGTH), partition: int(o, 'partition', path, { min: 0, max: 0x7fffffff }) };
+  return { topic: topicOf(o, path), partition: partitionOf(o, path) };
 }
 
 /** A per-partition error inside a response that succeeded as a whole (like Kafka's error codes). */

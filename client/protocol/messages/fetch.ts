@@ -1,5 +1,5 @@
 import { bin, fields, int, list, oneOf } from '../shape.js';
-import { offsetSpec, optError, topicPartition, type MaybeError, type OffsetSpec, type TopicPartition } from './common.js';
+import { offsetSpec, optError, partitionOf, topicOf, topicPartition, type MaybeError, type OffsetSpec, type TopicPartition, type Writable } from './common.js';
 
 /**
  * Fetch (0x21): a long poll over one or more partitions.
@@ -80,38 +80,49 @@ export interface ListOffsetsResponse {
 
 const MAX_WAIT_MS = 300_000;
 
+const WAIT_RANGE = Object.freeze({ min: 0, max: MAX_WAIT_MS });
+const NON_NEGATIVE = Object.freeze({ min: 0 });
+const POSITIVE = Object.freeze({ min: 1 });
+
 export function parseFetchRequest(body: unknown): FetchRequest {
   const o = fields(body, 'Fetch');
   const isolation = oneOf(o, 'isolation', 'Fetch', ISOLATION_LEVELS, 'read_uncommitted');
-  return {
-    maxWaitMs: int(o, 'maxWaitMs', 'Fetch', { min: 0, max: MAX_WAIT_MS }),
-    minBytes: int(o, 'minBytes', 'Fetch', { min: 0 }),
-    maxBytes: int(o, 'maxBytes', 'Fetch', { min: 1 }),
-    ...(isolation === 'read_committed' ? { isolation } : {}),
-    partitions: list(o, 'partitions', 'Fetch', (v, path) => {
-      const p = fields(v, path);
-      const maxBytes = p['maxBytes'] === undefined || p['maxBytes'] === null ? undefined : int(p, 'maxBytes', path, { min: 1 });
-      return { ...topicPartition(p, path), offset: int(p, 'offset', path, { min: 0 }), ...(maxBytes === undefined ? {} : { maxBytes }) };
-    }, 4_096),
+  const request: Writable<FetchRequest> = {
+    maxWaitMs: int(o, 'maxWaitMs', 'Fetch', WAIT_RANGE),
+    minBytes: int(o, 'minBytes', 'Fetch', NON_NEGATIVE),
+    maxBytes: int(o, 'maxBytes', 'Fetch', POSITIVE),
+    partitions: list(o, 'partitions', 'Fetch', fetchPartition, 4_096),
   };
+  if (isolation === 'read_committed') request.isolation = isolation;
+  return request;
+}
+
+// As in produce.ts: one literal per item, optional keys added after, no spread on this path.
+function fetchPartition(v: unknown, path: string): FetchPartition {
+  const p = fields(v, path);
+  const partition: Writable<FetchPartition> = { topic: topicOf(p, path), partition: partitionOf(p, path), offset: int(p, 'offset', path, NON_NEGATIVE) };
+  if (p['maxBytes'] !== undefined && p['maxBytes'] !== null) partition.maxBytes = int(p, 'maxBytes', path, POSITIVE);
+  return partition;
 }
 
 export function parseFetchResponse(body: unknown): FetchResponse {
-  return {
-    partitions: list(fields(body, 'FetchResponse'), 'partitions', 'FetchResponse', (v, path) => {
-      const p = fields(v, path);
-      const error = optError(p, path);
-      return {
-        ...topicPartition(p, path),
-        highWatermark: int(p, 'highWatermark', path),
-        lastStableOffset: int(p, 'lastStableOffset', path),
-        logStartOffset: int(p, 'logStartOffset', path),
-        nextOffset: int(p, 'nextOffset', path),
-        records: bin(p, 'records', path),
-        ...(error ? { error } : {}),
-      };
-    }, 4_096),
+  return { partitions: list(fields(body, 'FetchResponse'), 'partitions', 'FetchResponse', fetchedPartition, 4_096) };
+}
+
+function fetchedPartition(v: unknown, path: string): FetchedPartition {
+  const p = fields(v, path);
+  const fetched: Writable<FetchedPartition> = {
+    topic: topicOf(p, path),
+    partition: partitionOf(p, path),
+    highWatermark: int(p, 'highWatermark', path),
+    lastStableOffset: int(p, 'lastStableOffset', path),
+    logStartOffset: int(p, 'logStartOffset', path),
+    nextOffset: int(p, 'nextOffset', path),
+    records: bin(p, 'records', path),
   };
+  const error = optError(p, path);
+  if (error) fetched.error = error;
+  return fetched;
 }
 
 export function parseListOffsetsRequest(body: unknown): ListOffsetsRequest {

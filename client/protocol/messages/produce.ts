@@ -1,5 +1,5 @@
 import { bin, fields, int, list } from '../shape.js';
-import { optError, topicPartition, type MaybeError, type TopicPartition } from './common.js';
+import { optError, partitionOf, topicOf, type MaybeError, type TopicPartition, type Writable } from './common.js';
 
 /**
  * Produce (0x20): record batches for one or more partitions, appended in request order.
@@ -32,26 +32,30 @@ export interface ProduceResponse {
 }
 
 export function parseProduceRequest(body: unknown): ProduceRequest {
-  return {
-    batches: list(fields(body, 'Produce'), 'batches', 'Produce', (v, path) => {
-      const o = fields(v, path);
-      return { ...topicPartition(o, path), batch: bin(o, 'batch', path) };
-    }, 4_096),
-  };
+  return { batches: list(fields(body, 'Produce'), 'batches', 'Produce', produceBatch, 4_096) };
+}
+
+// The parsers of the four hot messages (Produce and Fetch, both ways) build each item as one
+// literal, with optional keys added after: object spread costs several times more per item.
+function produceBatch(v: unknown, path: string): ProduceBatch {
+  const o = fields(v, path);
+  return { topic: topicOf(o, path), partition: partitionOf(o, path), batch: bin(o, 'batch', path) };
 }
 
 export function parseProduceResponse(body: unknown): ProduceResponse {
-  return {
-    results: list(fields(body, 'ProduceResponse'), 'results', 'ProduceResponse', (v, path) => {
-      const o = fields(v, path);
-      const error = optError(o, path);
-      return {
-        ...topicPartition(o, path),
-        baseOffset: int(o, 'baseOffset', path),
-        lastOffset: int(o, 'lastOffset', path),
-        ...(error ? { error } : {}),
-        ...(o['duplicate'] === true ? { duplicate: true } : {}),
-      };
-    }, 4_096),
+  return { results: list(fields(body, 'ProduceResponse'), 'results', 'ProduceResponse', produceResult, 4_096) };
+}
+
+function produceResult(v: unknown, path: string): ProduceResult {
+  const o = fields(v, path);
+  const result: Writable<ProduceResult> = {
+    topic: topicOf(o, path),
+    partition: partitionOf(o, path),
+    baseOffset: int(o, 'baseOffset', path),
+    lastOffset: int(o, 'lastOffset', path),
   };
+  const error = optError(o, path);
+  if (error) result.error = error;
+  if (o['duplicate'] === true) result.duplicate = true;
+  return result;
 }
