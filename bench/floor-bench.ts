@@ -9,7 +9,7 @@
  * process paces 100-byte messages at 5,000/s in 1 ms bursts (as the e2e bench does), stamps each
  * with its send time, and records receipt minus send in an HDR histogram after a warm-up.
  *
- * Run: npm run bench:floor [-- --runs 5]. Compare with
+ * Run: npm run bench:floor [-- --runs 5] [--burn 0.4]. Compare with
  * `sluice bench e2e --rate 5000 --duration 10000 --warmup 3000` (docs/performance.md).
  */
 import { type ChildProcess, fork } from 'node:child_process';
@@ -29,7 +29,29 @@ const PRODUCER = 0x50;
 const CONSUMER = 0x43;
 
 if (process.argv[2] === 'broker') runBroker(process.argv[3]!);
+else if (process.argv[2] === 'burn') burn(Number(process.argv[3]));
 else await main();
+
+/**
+ * --burn: a third process that keeps one core busy for `fraction` of every 10 ms, with no
+ * syscalls or allocation, to show how the latency tail reacts to CPU used by someone else
+ * (docs/performance.md, "CPU per message is the lever").
+ */
+function burn(fraction: number): void {
+  process.on('disconnect', () => process.exit(0));
+  const spin = (): void => {
+    const from = performance.now();
+    while (performance.now() - from < 10 * fraction);
+    setTimeout(spin, 10 * (1 - fraction));
+  };
+  spin();
+}
+
+/** The option `name`'s value, or undefined when absent. */
+function option(name: string): string | undefined {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? process.argv[at + 1] : undefined;
+}
 
 /** Calls `onFrame` with each complete length-prefixed frame (prefix included) read from `sock`. */
 function readFrames(sock: net.Socket, onFrame: (frame: Buffer) => void, onTurn: () => void): void {
@@ -189,10 +211,12 @@ async function runOnce(dir: string): Promise<FloorRun> {
 }
 
 async function main(): Promise<void> {
-  const runsFlag = process.argv.indexOf('--runs');
-  const runs = runsFlag > 0 ? Number(process.argv[runsFlag + 1]) : 3;
-  if (!Number.isSafeInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${process.argv[runsFlag + 1]}`);
+  const runs = Number(option('--runs') ?? 3);
+  if (!Number.isSafeInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${option('--runs')}`);
+  const burnFraction = Number(option('--burn') ?? 0);
+  if (!(burnFraction >= 0 && burnFraction < 1)) throw new Error(`--burn must be a fraction of a core in [0, 1), got ${option('--burn')}`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-floor-'));
+  const burner = burnFraction > 0 ? fork(fileURLToPath(import.meta.url), ['burn', String(burnFraction)]) : undefined;
   try {
     const results: FloorRun[] = [];
     for (let r = 1; r <= runs; r++) {
@@ -204,8 +228,10 @@ async function main(): Promise<void> {
       const v = results.map(pick).sort((a, b) => a - b);
       return v.length % 2 === 1 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
     };
-    console.log(`floor e2e at ${RATE} msgs/s after ${WARMUP_MS} ms warm-up, median of ${runs}: p50 ${median((x) => x.p50)} ms, p99 ${median((x) => x.p99)} ms, p99.9 ${median((x) => x.p999)} ms`);
+    const load = burner ? ` with ${burnFraction} of a core burnt elsewhere` : '';
+    console.log(`floor e2e at ${RATE} msgs/s after ${WARMUP_MS} ms warm-up${load}, median of ${runs}: p50 ${median((x) => x.p50)} ms, p99 ${median((x) => x.p99)} ms, p99.9 ${median((x) => x.p999)} ms`);
   } finally {
+    burner?.kill();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
