@@ -35,7 +35,7 @@ else await main();
 /**
  * --burn: a third process that keeps one core busy for `fraction` of every 10 ms, with no
  * syscalls or allocation, to show how the latency tail reacts to CPU used by someone else
- * (docs/performance.md, "CPU per message is the lever").
+ * (docs/performance.md, "Third pass").
  */
 function burn(fraction: number): void {
   process.on('disconnect', () => process.exit(0));
