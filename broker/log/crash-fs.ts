@@ -61,7 +61,7 @@ class Disk {
   root = new Dir();
   generation = 0;
   failures: { op: FailOp; match: (file: string) => boolean; error: Error }[] = [];
-  readonly stats = { datasync: 0, writev: 0, fsyncDir: 0 };
+  readonly stats = { datasync: 0, writev: 0, fsyncDir: 0, read: 0 };
 }
 
 export class CrashFS implements FileIO {
@@ -321,6 +321,7 @@ class MemoryHandle implements FileHandle {
 
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     await this.#check();
+    this.#fs.stats.read++;
     const end = Math.min(this.#node.length, position + length);
     if (end <= position) return 0;
     return this.#node.data.copy(buf, offset, position, end);

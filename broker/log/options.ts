@@ -32,6 +32,8 @@ export interface PartitionLogOptions {
   retentionBytes?: number | null;
   /** Largest batch `append` accepts (RECORD_TOO_LARGE above). Default 1 MiB. */
   maxBatchBytes?: number;
+  /** Newest committed batches kept in memory to answer reads at the end of the log without the file. Default 256 KiB; 0: none. */
+  recentBatchBytes?: number;
   /** File system; default the real one. Tests pass CrashFS. */
   io?: FileIO;
   /** Clock for retention. Default Date.now. */
@@ -52,6 +54,7 @@ export interface PartitionLogConfig {
   readonly retentionMs: number | null;
   readonly retentionBytes: number | null;
   readonly maxBatchBytes: number;
+  readonly recentBatchBytes: number;
   readonly io: FileIO;
   readonly now: () => number;
   readonly onFatal: (err: Error) => void;
@@ -103,6 +106,7 @@ export function parsePartitionLogOptions(options: PartitionLogOptions): Partitio
     retentionMs: nullableInt(options, 'retentionMs'),
     retentionBytes: nullableInt(options, 'retentionBytes'),
     maxBatchBytes,
+    recentBatchBytes: int(options, 'recentBatchBytes', 256 * 1024, 0, MAX_SEGMENT_BYTES),
     io: options.io ?? nodeFileIO,
     now: options.now ?? Date.now,
     onFatal: options.onFatal ?? (() => {}),

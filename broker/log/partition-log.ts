@@ -20,6 +20,7 @@ import { writeCleanShutdown, writeRecoveryPoint } from './checkpoint.js';
 import { type CommitItem, CommitQueue } from './group-commit.js';
 import { type FsyncMode, type PartitionLogConfig, type PartitionLogOptions, parsePartitionLogOptions } from './options.js';
 import { recoverLog } from './recovery.js';
+import { RecentBatches } from './recent-batches.js';
 import { findOffsetByTimestamp, readFromSegment } from './segment-reader.js';
 import { Segment, type SegmentContext, type WriteEntry } from './segment.js';
 
@@ -64,6 +65,8 @@ export class PartitionLog {
   readonly #sealing = new Set<Segment>();
   #fatal: SluiceError | undefined;
   readonly #queue: CommitQueue<PendingAppend>;
+  /** What the last commits wrote, for reads at the end of the log. */
+  readonly #recent: RecentBatches;
   readonly #listeners = new Set<(highWatermark: number) => void>();
   readonly #retentionListeners = new Set<(startOffset: number) => void>();
   /** Sealing of rolled segments and recovery-point updates, one after another, off the append path. */
@@ -81,6 +84,7 @@ export class PartitionLog {
     this.#nextOffset = this.#active.endOffset;
     this.#highWatermark = this.#nextOffset;
     this.#queue = new CommitQueue((items) => this.#commit(items));
+    this.#recent = new RecentBatches(config.recentBatchBytes);
     if (config.fsync === 'interval') {
       this.#intervalTimer = setInterval(() => this.#periodicSync(), config.fsyncIntervalMs);
       this.#intervalTimer.unref();
@@ -198,6 +202,7 @@ export class PartitionLog {
     } catch (err) {
       throw this.#fail(err, phase);
     }
+    for (const item of items) this.#recent.add(item.batch, item.baseOffset, item.lastOffset);
     this.#advance(items[items.length - 1]!.lastOffset + 1);
   }
 
@@ -291,6 +296,8 @@ export class PartitionLog {
     }
     if (offset === hw) return Buffer.alloc(0);
     const limit = Number.isFinite(maxBytes) && maxBytes > 0 ? Math.min(maxBytes, MAX_READ_BYTES) : 0;
+    const recent = this.#recent.read(offset, limit, hw);
+    if (recent !== undefined) return recent;
     const seg = this.#segmentFor(offset);
     seg.acquire();
     try {

@@ -1,7 +1,8 @@
 /**
  * Model-based test (fc.commands) of PartitionLog against an in-memory array of batches:
  * appends (single and grouped), reads, rolls (small segments), retention, close + reopen,
- * power cuts (CrashFS) with and without appends in flight. fsync=always, so the model's rule
+ * power cuts (CrashFS) with and without appends in flight, with the newest batches answered from
+ * memory or not (recentBatchBytes). fsync=always, so the model's rule
  * after a crash is: every acknowledged batch is there, plus a prefix of the in-flight ones.
  */
 import fc from 'fast-check';
@@ -181,7 +182,8 @@ const commands = [
 describe('PartitionLog against a model', () => {
   it('behaves like an array of batches through appends, reads, rolls, retention, reopens and crashes', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: 'medium' }), async (cmds) => {
+      // Budgets for the batches kept in memory: none, a few (reads older than them go to the file), all.
+      fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: 'medium' }), fc.constantFrom(0, 150, 600, 256 * 1024), async (cmds, recentBatchBytes) => {
         const io = new CrashFS();
         const clock = { now: 0 };
         const options: PartitionLogOptions = {
@@ -192,6 +194,7 @@ describe('PartitionLog against a model', () => {
           retentionMs: RETENTION_MS,
           now: () => clock.now,
           logger: silent,
+          recentBatchBytes,
         };
         const real: Real = { io, log: await PartitionLog.open(options), options, clock };
         const model: Model = { batches: [], start: 0, end: 0, clock: 0, seq: 0 };

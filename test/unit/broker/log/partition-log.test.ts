@@ -341,6 +341,40 @@ describe('PartitionLog group commit (CrashFS)', () => {
     await log.close();
   });
 
+  it('answers reads at the end of the log from memory, older ones from the file, with the same bytes', async () => {
+    const io = new CrashFS();
+    const options = { dir: '/d', io, segmentBytes: 2000, indexIntervalBytes: 200, logger: captureLogger() };
+    const sizes: number[] = [];
+    // A budget of about four batches: the rest are read from the file.
+    let log = await PartitionLog.open({ ...options, recentBatchBytes: 4 * makeBatch('x', 2, { valueBytes: 40 }).length });
+    for (let i = 0; i < 20; i++) {
+      const batch = makeBatch(`r${i}`, 2, { valueBytes: 40 });
+      sizes.push(batch.length);
+      await log.append(batch);
+    }
+    const readsOf = async (offset: number, maxBytes: number): Promise<{ bytes: Buffer; fileReads: number }> => {
+      const before = io.stats.read;
+      const bytes = await log.read(offset, maxBytes);
+      return { bytes, fileReads: io.stats.read - before };
+    };
+    const asked = [0, 1, 31, 32, 33, 38, 39].flatMap((offset) => [1, 3 * sizes[0]!, 1 << 20].map((maxBytes) => ({ offset, maxBytes })));
+    const answers = [];
+    for (const { offset, maxBytes } of asked) answers.push(await readsOf(offset, maxBytes));
+    // The last four batches (offsets 32-39) come from memory; 31 and older need the file.
+    expect(answers.map((a, i) => (a.fileReads === 0 ? asked[i]!.offset : -1)).filter((o) => o >= 0)).toEqual([32, 32, 32, 33, 33, 33, 38, 38, 38, 39, 39, 39]);
+    expect(baseOffsets((await readsOf(32, 1 << 20)).bytes)).toEqual([32, 34, 36, 38]);
+    expect(baseOffsets((await readsOf(34, 2 * sizes[0]!)).bytes)).toEqual([34, 36]);
+    // Reopened, nothing is in memory: every read goes to the file and answers the same bytes.
+    await log.close();
+    log = await PartitionLog.open({ ...options, recentBatchBytes: 0 });
+    for (const [i, { offset, maxBytes }] of asked.entries()) {
+      const fromFile = await readsOf(offset, maxBytes);
+      expect(fromFile.fileReads).toBeGreaterThan(0);
+      expect(fromFile.bytes.equals(answers[i]!.bytes), `read(${offset}, ${maxBytes})`).toBe(true);
+    }
+    await log.close();
+  });
+
   it('does not fsync on the append path under never', async () => {
     const io = new CrashFS();
     const log = await PartitionLog.open({ dir: '/d', io, fsync: 'never', logger: captureLogger() });
