@@ -2,7 +2,10 @@
  * An in-memory FileIO that remembers what was made durable, so tests can pull the plug.
  *
  * The model of durability (what a journaling file system on Linux promises, no more):
- * - A file's bytes survive a crash only as of its last `datasync()`.
+ * - A file's bytes survive a crash only as of its last `datasync()`, or, for a handle opened with
+ *   `durableWrites`, as of its last completed writev (which then also counts, and can fail, as a
+ *   datasync). The model keeps a durable prefix: a durable write past bytes not yet synced makes
+ *   nothing durable, which asks no more of the disk than O_DSYNC promises.
  * - A directory entry (a file created, renamed or removed, a directory made) survives only once
  *   `fsyncDir()` ran on the directory that holds it. The root always exists.
  * - `crash()` reverts every directory to its last synced entries and every file to its last
@@ -17,7 +20,7 @@
  * can use it too. It is not meant to be fast beyond what tests need.
  */
 import path from 'node:path';
-import type { FileHandle, FileIO, FileStat, OpenMode } from './file-io.js';
+import { type FileHandle, type FileIO, type FileStat, type OpenMode, type OpenOptions, durableWritesFor } from './file-io.js';
 
 class Inode {
   data: Buffer = Buffer.alloc(0);
@@ -179,7 +182,8 @@ export class CrashFS implements FileIO {
 
   // ---- FileIO ------------------------------------------------------------------------------------
 
-  async open(file: string, mode: OpenMode): Promise<FileHandle> {
+  async open(file: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
+    const durableWrites = durableWritesFor(file, mode, options);
     await this.#tick(file);
     const { dir, name } = this.#parent(file);
     let node = dir.entries.get(name);
@@ -191,7 +195,7 @@ export class CrashFS implements FileIO {
     } else if (mode === 'create') {
       node.length = 0;
     }
-    return new MemoryHandle(this, path.posix.resolve(file), node, mode === 'read');
+    return new MemoryHandle(this, path.posix.resolve(file), node, mode === 'read', durableWrites);
   }
 
   async readdir(dir: string): Promise<string[]> {
@@ -307,16 +311,18 @@ export class CrashFS implements FileIO {
 
 class MemoryHandle implements FileHandle {
   readonly path: string;
+  readonly durableWrites: boolean;
   readonly #fs: CrashFS;
   readonly #node: Inode;
   readonly #readOnly: boolean;
   #closed = false;
 
-  constructor(fs: CrashFS, file: string, node: Inode, readOnly: boolean) {
+  constructor(fs: CrashFS, file: string, node: Inode, readOnly: boolean, durableWrites: boolean) {
     this.#fs = fs;
     this.path = file;
     this.#node = node;
     this.#readOnly = readOnly;
+    this.durableWrites = durableWrites;
   }
 
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
@@ -339,6 +345,12 @@ class MemoryHandle implements FileHandle {
     let at = position;
     for (const b of buffers) at += b.copy(node.data, at);
     node.length = Math.max(node.length, at);
+    if (this.durableWrites) {
+      // O_DSYNC: the write returns once its bytes are durable; a sync failure fails the write.
+      this.#fs.stats.datasync++;
+      this.#fs.maybeFail('datasync', this.path);
+      if (node.synced.length >= position) node.synced = Buffer.from(node.content().subarray(0, Math.max(node.synced.length, at)));
+    }
   }
 
   async datasync(): Promise<void> {

@@ -2,7 +2,7 @@
  * Group commit: appends that arrive while the log is idle wait for the end of the current turn of
  * the event loop (setImmediate), so every append from the I/O callbacks of one turn (many
  * connections' produce requests) goes out in one commit; appends that arrive while a commit is
- * running form the next one. Each commit is one writev and, under fsync=always, one fdatasync
+ * running form the next one. Each commit is one writev, under fsync=always a durable (O_DSYNC) one,
  * for all of them. Commits run strictly one after another, which is what keeps offsets, file
  * order and acknowledgement order the same.
  *

@@ -7,10 +7,10 @@
  * - Offsets are assigned in append() call order, contiguously, and never reused or renumbered.
  * - Bytes reach the file in offset order (one commit at a time, see group-commit.ts).
  * - highWatermark <= the end of what is written; under fsync=always, <= the end of what is
- *   fdatasynced. Readers never see past it, so under `always` no consumer reads what a power cut
+ *   durable. Readers never see past it, so under `always` no consumer reads what a power cut
  *   could take back.
- * - An append is acknowledged only after its commit: written (interval, never) or written and
- *   fdatasynced (always). After the first failed write or fsync every pending and later append
+ * - An append is acknowledged only after its commit: written (interval, never) or written
+ *   durably (always: an O_DSYNC write, or a write and an fdatasync). After the first failed write or fsync every pending and later append
  *   fails with STORAGE_ERROR and onFatal runs once: a write that may be half on disk is never
  *   retried and acknowledged.
  */
@@ -79,7 +79,7 @@ export class PartitionLog {
 
   private constructor(config: PartitionLogConfig, segments: Segment[]) {
     this.#config = config;
-    this.#ctx = { io: config.io, dir: config.dir, indexIntervalBytes: config.indexIntervalBytes, logger: config.logger };
+    this.#ctx = { io: config.io, dir: config.dir, indexIntervalBytes: config.indexIntervalBytes, logger: config.logger, durableWrites: config.fsync === 'always' };
     this.#segments = segments;
     this.#nextOffset = this.#active.endOffset;
     this.#highWatermark = this.#nextOffset;
@@ -195,7 +195,8 @@ export class PartitionLog {
       }
       if (this.#config.fsync === 'always') {
         phase = 'fdatasync';
-        for (const seg of touched) await seg.sync();
+        // Segments opened with O_DSYNC are durable already: their write was the sync.
+        for (const seg of touched) if (!seg.durableWrites) await seg.sync();
       } else {
         this.#dirty = true;
       }

@@ -15,7 +15,7 @@
  * file) is treated as durable at once, and a file created but never synced is left empty
  * rather than removed. Recovery copes with either, and crash-fs.ts covers directory entries.
  */
-import type { FileHandle, FileIO, FileStat, OpenMode } from './file-io.js';
+import type { FileHandle, FileIO, FileStat, OpenMode, OpenOptions } from './file-io.js';
 import { nodeFileIO } from './file-io.js';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -73,8 +73,8 @@ export class PowerCutIO implements FileIO {
     return lost;
   }
 
-  async open(file: string, mode: OpenMode): Promise<FileHandle> {
-    const fh = await this.#call('open', () => this.#inner.open(file, mode));
+  async open(file: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
+    const fh = await this.#call('open', () => this.#inner.open(file, mode, options));
     if (mode === 'create') this.#files.set(file, { written: 0, synced: 0 });
     else if (mode === 'write' && !this.#files.has(file)) {
       // What was on disk when this process opened it survived whatever came before.
@@ -146,6 +146,7 @@ type Call = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
 
 class CutHandle implements FileHandle {
   readonly path: string;
+  readonly durableWrites: boolean;
   readonly #fh: FileHandle;
   readonly #call: Call;
   /** The file's record (shared by its handles, moved along by a rename); none for a file only ever read. */
@@ -153,6 +154,7 @@ class CutHandle implements FileHandle {
 
   constructor(fh: FileHandle, call: Call, tracked: Tracked | undefined) {
     this.path = fh.path;
+    this.durableWrites = fh.durableWrites;
     this.#fh = fh;
     this.#call = call;
     this.#tracked = tracked;
@@ -169,6 +171,8 @@ class CutHandle implements FileHandle {
     let end = position;
     for (const b of buffers) end += b.length;
     t.written = Math.max(t.written, end);
+    // O_DSYNC: these bytes are durable now; the record keeps a durable prefix, as crash-fs.ts does.
+    if (this.durableWrites && t.synced >= position) t.synced = Math.max(t.synced, end);
   }
 
   async datasync(): Promise<void> {

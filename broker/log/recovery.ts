@@ -35,7 +35,7 @@ export interface RecoveredLog {
 
 export async function recoverLog(config: PartitionLogConfig): Promise<RecoveredLog> {
   const { io, dir, logger } = config;
-  const ctx: SegmentContext = { io, dir, indexIntervalBytes: config.indexIntervalBytes, logger };
+  const ctx: SegmentContext = { io, dir, indexIntervalBytes: config.indexIntervalBytes, logger, durableWrites: config.fsync === 'always' };
   await ensureDir(io, dir);
   const names = await io.readdir(dir);
   const bases = new Set<number>();
@@ -109,7 +109,7 @@ export async function recoverLog(config: PartitionLogConfig): Promise<RecoveredL
 
 /** Full scan of one segment with CRC checks; truncates it at the first bad byte. */
 async function scanSegment(ctx: SegmentContext, base: number): Promise<Segment> {
-  const fh = await ctx.io.open(Segment.paths(ctx.dir, base).log, 'write');
+  const fh = await ctx.io.open(Segment.paths(ctx.dir, base).log, 'write', { durableWrites: ctx.durableWrites });
   const size = await fh.size();
   const builder = new IndexBuilder(base, ctx.indexIntervalBytes);
   const scan = await scanBatches(fh, {
@@ -136,7 +136,7 @@ async function scanSegment(ctx: SegmentContext, base: number): Promise<Segment> 
  */
 async function openCleanActive(ctx: SegmentContext, base: number): Promise<Segment | undefined> {
   const p = Segment.paths(ctx.dir, base);
-  const fh = await ctx.io.open(p.log, 'write');
+  const fh = await ctx.io.open(p.log, 'write', { durableWrites: ctx.durableWrites });
   const size = await fh.size();
   const indexBuf = await readWholeFile(ctx.io, p.index);
   const timeBuf = await readWholeFile(ctx.io, p.timeIndex);

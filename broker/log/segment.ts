@@ -41,6 +41,8 @@ export interface SegmentContext {
   readonly dir: string;
   readonly indexIntervalBytes: number;
   readonly logger: LogSink;
+  /** Open segments for appending with O_DSYNC (fsync=always): a write is its own fdatasync. */
+  readonly durableWrites: boolean;
 }
 
 /** A batch as the append path hands it to `write`. */
@@ -87,7 +89,7 @@ export class Segment {
   /** A new, empty active segment. The caller fsyncs the directory. */
   static async create(ctx: SegmentContext, baseOffset: number): Promise<Segment> {
     const p = Segment.paths(ctx.dir, baseOffset);
-    const fh = await ctx.io.open(p.log, 'create');
+    const fh = await ctx.io.open(p.log, 'create', { durableWrites: ctx.durableWrites });
     for (const file of [p.index, p.timeIndex]) await (await ctx.io.open(file, 'create')).close();
     const seg = new Segment(ctx, baseOffset, 0, baseOffset, false);
     seg.#fh = fh;
@@ -150,6 +152,11 @@ export class Segment {
     this.endOffset = entries[entries.length - 1]!.lastOffset + 1;
     // Verified by append() before it was written: reads of this run need not check it again.
     this.verified.add(start, this.size);
+  }
+
+  /** Whether `write` returns only once the bytes are durable (the handle has O_DSYNC). */
+  get durableWrites(): boolean {
+    return this.#fh?.durableWrites ?? false;
   }
 
   async sync(): Promise<void> {

@@ -46,6 +46,24 @@ describe.each(fileSystems)('FileIO contract on $name', ({ make }) => {
     await fh.close();
   });
 
+  it('opens for durable writes (O_DSYNC) only to write, and says so on the handle', async () => {
+    const file = path.join(dir, 'd');
+    const fh = await fx.io.open(file, 'create', { durableWrites: true });
+    expect(fh.durableWrites).toBe(true);
+    await fh.writev([Buffer.from('dur'), Buffer.from('able')], 0);
+    const buf = Buffer.alloc(7);
+    expect(await fh.read(buf, 0, 7, 0)).toBe(7);
+    expect(buf.toString()).toBe('durable');
+    await fh.close();
+    const again = await fx.io.open(file, 'write', { durableWrites: true });
+    expect(again.durableWrites).toBe(true);
+    await again.close();
+    const plain = await fx.io.open(file, 'write');
+    expect(plain.durableWrites).toBe(false);
+    await plain.close();
+    expect(await fx.io.open(file, 'read', { durableWrites: true }).catch((e: NodeJS.ErrnoException) => e.code)).toBe('EINVAL');
+  });
+
   it('splits writes of more than IOV_MAX buffers', async () => {
     const fh = await fx.io.open(path.join(dir, 'many'), 'create');
     const parts = Array.from({ length: 2500 }, (_, i) => Buffer.from([i & 0xff]));
@@ -125,6 +143,29 @@ describe('node:fs writev', () => {
     fs.rmSync(root, { recursive: true, force: true });
   });
 
+  /** The open flags of this process's descriptors on `file` (Linux: /proc/self/fdinfo). */
+  const flagsOf = (file: string): number[] =>
+    fs
+      .readdirSync('/proc/self/fd')
+      .filter((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/self/fd/${fd}`) === file;
+        } catch {
+          return false;
+        }
+      })
+      .map((fd) => parseInt(/^flags:\s+([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8));
+
+  it.runIf(process.platform === 'linux')('durable writes really are O_DSYNC writes', async () => {
+    const file = path.join(root, 'dsync');
+    const durable = await nodeFileIO.open(file, 'create', { durableWrites: true });
+    expect(flagsOf(file).map((f) => (f & fs.constants.O_DSYNC) !== 0)).toEqual([true]);
+    await durable.close();
+    const plain = await nodeFileIO.open(file, 'write');
+    expect(flagsOf(file).map((f) => (f & fs.constants.O_DSYNC) !== 0)).toEqual([false]);
+    await plain.close();
+  });
+
   it('finishes a short writev with write() and reports errors', async () => {
     const fh = await nodeFileIO.open(path.join(root, 'short'), 'create');
     const real = fs.writev;
@@ -157,6 +198,26 @@ describe('CrashFS power cuts', () => {
     expect(await errCode(fh.writev([Buffer.from('zombie')], 0))).toBe('EIO');
     expect(await errCode(dead.open('/d/g', 'create'))).toBe('EIO');
     expect(io.listSync('/d')).toEqual(['f']);
+  });
+
+  it('keeps the bytes of a durable write without a datasync; its sync can fail the write', async () => {
+    let io = new CrashFS();
+    await ensureDir(io, '/d');
+    const fh = await io.open('/d/f', 'create', { durableWrites: true });
+    await io.fsyncDir('/d');
+    await fh.writev([Buffer.from('one ')], 0);
+    await fh.writev([Buffer.from('two')], 4);
+    io.failNext('datasync', (f) => f.endsWith('/f'));
+    expect(await errCode(fh.writev([Buffer.from(' three')], 7))).toBe('EIO');
+    io = io.crash();
+    expect(io.readFileSync('/d/f').toString()).toBe('one two');
+    // Past bytes not yet durable (a plain handle wrote them), a durable write makes nothing durable.
+    const plain = await io.open('/d/f', 'write');
+    await plain.writev([Buffer.from(' gap')], 7);
+    const durable = await io.open('/d/f', 'write', { durableWrites: true });
+    await durable.writev([Buffer.from(' after')], 11);
+    io = io.crash();
+    expect(io.readFileSync('/d/f').toString()).toBe('one two');
   });
 
   it('makes renames, creations and removals durable only with fsyncDir', async () => {

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type FileHandle, writeFileAtomic } from '../../../../broker/log/file-io.js';
+import { type FileHandle, type OpenOptions, writeFileAtomic } from '../../../../broker/log/file-io.js';
 import { PartitionLog } from '../../../../broker/log/partition-log.js';
 import type { PartitionLogOptions } from '../../../../broker/log/options.js';
 import { PowerCutIO } from '../../../../broker/log/power-cut-io.js';
@@ -29,8 +29,8 @@ function bytes(n: number, from = 0): Buffer {
 }
 
 /** Opens through `io` and registers the handle for closing (close works even after a cut). */
-async function open(io: PowerCutIO, file: string, mode: 'read' | 'write' | 'create'): Promise<FileHandle> {
-  const fh = await io.open(file, mode);
+async function open(io: PowerCutIO, file: string, mode: 'read' | 'write' | 'create', options?: OpenOptions): Promise<FileHandle> {
+  const fh = await io.open(file, mode, options);
   cleanups.push(() => fh.close().catch(() => undefined));
   return fh;
 }
@@ -58,6 +58,25 @@ describe('PowerCutIO', () => {
 
     expect(await io.cut()).toBe(50);
     expect(io.isCut).toBe(true);
+    expect(fs.readFileSync(file)).toEqual(bytes(100));
+  });
+
+  it('keeps what durable (O_DSYNC) writes wrote without a datasync, and only a durable prefix', async () => {
+    const io = new PowerCutIO();
+    const file = path.join(dir(), 'd.log');
+    const durable = await open(io, file, 'create', { durableWrites: true });
+    await durable.writev([bytes(30), bytes(30, 30)], 0);
+    await durable.writev([bytes(40, 60)], 60);
+    expect(await io.cut()).toBe(0);
+    expect(fs.readFileSync(file)).toEqual(bytes(100));
+
+    // Past a plain write not yet synced, a durable write makes nothing more durable.
+    const io2 = new PowerCutIO();
+    const plain = await open(io2, file, 'write');
+    await plain.writev([bytes(20, 100)], 100);
+    const late = await open(io2, file, 'write', { durableWrites: true });
+    await late.writev([bytes(30, 120)], 120);
+    expect(await io2.cut()).toBe(50);
     expect(fs.readFileSync(file)).toEqual(bytes(100));
   });
 

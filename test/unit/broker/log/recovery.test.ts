@@ -246,9 +246,9 @@ describe('clean shutdown', () => {
       const opened: string[] = [];
       const current = io;
       const spy: FileIO = {
-        open: (f, m) => {
+        open: (f, m, o) => {
           opened.push(f);
-          return current.open(f, m);
+          return current.open(f, m, o);
         },
         readdir: (d) => current.readdir(d),
         mkdir: (d) => current.mkdir(d),
