@@ -32,7 +32,7 @@ export interface PartitionLogOptions {
   retentionBytes?: number | null;
   /** Largest batch `append` accepts (RECORD_TOO_LARGE above). Default 1 MiB. */
   maxBatchBytes?: number;
-  /** Newest committed batches kept in memory to answer reads at the end of the log without the file. Default 256 KiB; 0: none. */
+  /** Newest committed batches kept in memory to answer reads at the end of the log without the file. Default 32 KiB; 0: none. */
   recentBatchBytes?: number;
   /** File system; default the real one. Tests pass CrashFS. */
   io?: FileIO;
@@ -106,7 +106,9 @@ export function parsePartitionLogOptions(options: PartitionLogOptions): Partitio
     retentionMs: nullableInt(options, 'retentionMs'),
     retentionBytes: nullableInt(options, 'retentionBytes'),
     maxBatchBytes,
-    recentBatchBytes: int(options, 'recentBatchBytes', 256 * 1024, 0, MAX_SEGMENT_BYTES),
+    // Small on purpose: batches held longer than a scavenge or two are promoted to V8's old space,
+    // which made young-generation pauses longer (docs/performance.md, fourth pass).
+    recentBatchBytes: int(options, 'recentBatchBytes', 32 * 1024, 0, MAX_SEGMENT_BYTES),
     io: options.io ?? nodeFileIO,
     now: options.now ?? Date.now,
     onFatal: options.onFatal ?? (() => {}),
