@@ -4,12 +4,12 @@
  *
  * A child process plays the broker with nothing but the durable path: length-prefixed frames in
  * from a producer socket; group commit (every frame that arrived while the previous commit ran,
- * or in one event-loop turn) with one writev and one fdatasync through libuv's thread pool, as
- * Sluice's log does; then the frames out to a consumer socket. No protocol, no msgpack, no CRC, no offsets, no SDK. This
+ * or in one event-loop turn) with one writev and one fdatasync through libuv's thread pool (with
+ * --dsync, one writev on a file opened with O_DSYNC, as Sluice's log does under fsync=always); then the frames out to a consumer socket. No protocol, no msgpack, no CRC, no offsets, no SDK. This
  * process paces 100-byte messages at 5,000/s in 1 ms bursts (as the e2e bench does), stamps each
  * with its send time, and records receipt minus send in an HDR histogram after a warm-up.
  *
- * Run: npm run bench:floor [-- --runs 5] [--burn 0.4]. Compare with
+ * Run: npm run bench:floor [-- --runs 5] [--burn 0.4] [--dsync]. Compare with
  * `sluice bench e2e --rate 5000 --duration 10000 --warmup 3000` (docs/performance.md).
  */
 import { type ChildProcess, fork } from 'node:child_process';
@@ -28,7 +28,7 @@ const SIZE = 100;
 const PRODUCER = 0x50;
 const CONSUMER = 0x43;
 
-if (process.argv[2] === 'broker') runBroker(process.argv[3]!);
+if (process.argv[2] === 'broker') runBroker(process.argv[3]!, process.argv[4] === 'dsync');
 else if (process.argv[2] === 'burn') burn(Number(process.argv[3]));
 else await main();
 
@@ -68,10 +68,10 @@ function readFrames(sock: net.Socket, onFrame: (frame: Buffer) => void, onTurn: 
   });
 }
 
-function runBroker(file: string): void {
+function runBroker(file: string, dsync: boolean): void {
   // The parent going away (it failed, or was killed) ends the broker too.
   process.on('disconnect', () => process.exit(1));
-  const fd = fs.openSync(file, 'w');
+  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | (dsync ? fs.constants.O_DSYNC : 0));
   let consumer: net.Socket | undefined;
   let position = 0;
   let queue: Buffer[] = [];
@@ -83,14 +83,19 @@ function runBroker(file: string): void {
     committing = true;
     const frames = queue;
     queue = [];
+    const done = (): void => {
+      consumer?.write(Buffer.concat(frames));
+      committing = false;
+      commit();
+    };
     fs.writev(fd, frames, position, (err, written) => {
       if (err) throw err;
       position += written;
+      // O_DSYNC: the write was the sync.
+      if (dsync) return done();
       fs.fdatasync(fd, (syncErr) => {
         if (syncErr) throw syncErr;
-        consumer?.write(Buffer.concat(frames));
-        committing = false;
-        commit();
+        done();
       });
     });
   };
@@ -142,8 +147,8 @@ function exitOf(child: ChildProcess): Promise<never> {
 }
 
 /** One run against a fresh child broker: latency percentiles (ms) of the messages after the warm-up. */
-async function runOnce(dir: string): Promise<FloorRun> {
-  const child = fork(fileURLToPath(import.meta.url), ['broker', path.join(dir, 'floor.log')]);
+async function runOnce(dir: string, dsync: boolean): Promise<FloorRun> {
+  const child = fork(fileURLToPath(import.meta.url), ['broker', path.join(dir, 'floor.log'), ...(dsync ? ['dsync'] : [])]);
   const exited = exitOf(child);
   exited.catch(() => undefined);
   try {
@@ -215,12 +220,13 @@ async function main(): Promise<void> {
   if (!Number.isSafeInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${option('--runs')}`);
   const burnFraction = Number(option('--burn') ?? 0);
   if (!(burnFraction >= 0 && burnFraction < 1)) throw new Error(`--burn must be a fraction of a core in [0, 1), got ${option('--burn')}`);
+  const dsync = process.argv.includes('--dsync');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-floor-'));
   const burner = burnFraction > 0 ? fork(fileURLToPath(import.meta.url), ['burn', String(burnFraction)]) : undefined;
   try {
     const results: FloorRun[] = [];
     for (let r = 1; r <= runs; r++) {
-      const result = await runOnce(dir);
+      const result = await runOnce(dir, dsync);
       results.push(result);
       console.log(`run ${r}: p50 ${result.p50} ms, p90 ${result.p90}, p99 ${result.p99}, p99.9 ${result.p999}, max ${result.max} (${result.count} messages)`);
     }
@@ -229,7 +235,8 @@ async function main(): Promise<void> {
       return v.length % 2 === 1 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
     };
     const load = burner ? ` with ${burnFraction} of a core burnt elsewhere` : '';
-    console.log(`floor e2e at ${RATE} msgs/s after ${WARMUP_MS} ms warm-up${load}, median of ${runs}: p50 ${median((x) => x.p50)} ms, p99 ${median((x) => x.p99)} ms, p99.9 ${median((x) => x.p999)} ms`);
+    const sync = dsync ? ', O_DSYNC writes' : '';
+    console.log(`floor e2e at ${RATE} msgs/s after ${WARMUP_MS} ms warm-up${load}${sync}, median of ${runs}: p50 ${median((x) => x.p50)} ms, p99 ${median((x) => x.p99)} ms, p99.9 ${median((x) => x.p999)} ms`);
   } finally {
     burner?.kill();
     fs.rmSync(dir, { recursive: true, force: true });
