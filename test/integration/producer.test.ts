@@ -14,7 +14,7 @@ import { startBroker, type RunningBroker } from '../../broker/index.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { MemoryLogger } from '../helpers/logger.js';
 import { tempDir } from '../helpers/temp-dir.js';
-import { rejection } from '../helpers/async.js';
+import { rejection, until } from '../helpers/async.js';
 
 let dir: ReturnType<typeof tempDir>;
 let broker: RunningBroker;
@@ -194,7 +194,8 @@ describe('Producer', () => {
     const settled: string[] = [];
     const track = (tag: string, p: Promise<unknown>): Promise<unknown> => p.then(() => settled.push(tag), (e: unknown) => settled.push(`${tag}:${(e as { code: string }).code}`));
     const a = track('a', producer.send({ topic: 'pressure', partition: 0, value: value('a') }));
-    await sleep(20);
+    // Wait for a to be on the wire: a fixed sleep is not enough on a loaded machine.
+    await until(() => requests.length === 1);
     const b = track('b', producer.send({ topic: 'pressure', partition: 0, value: value('b') }));
     await sleep(20);
     // a is on the wire and b waits in the partition's open batch: one request, even though b is due.
@@ -255,8 +256,7 @@ describe('Producer', () => {
     let gated = 0;
     const { producer, requests } = await producerOn(broker.address, { lingerMs: 0 }, () => (gated++ === 0 ? held.promise : Promise.resolve()));
     const first = producer.send({ topic: 'open-batch', partition: 0, value: 'first' });
-    await sleep(10);
-    expect(requests.length).toBe(1);
+    await until(() => requests.length === 1);
     // 1,000 sends over several turns of the event loop, all due at once (linger 0), none sent yet.
     const sends: Promise<RecordMetadata>[] = [];
     for (let turn = 0; turn < 10; turn++) {
@@ -293,6 +293,7 @@ describe('Producer', () => {
       const p = producer.send({ topic: 'open-full', partition: 0, value: value(i) }, { signal: ac.signal });
       return { ac, p: p.then((a) => (order.push(i), a), (err: unknown) => err) };
     });
+    await until(() => requests.length >= 1);
     await sleep(20);
     expect(requests.length).toBe(1);
     // About 4 KiB fit (the first batch on the wire, full batches and the open one behind it);
@@ -325,7 +326,7 @@ describe('Producer', () => {
       throw new SluiceError('REQUEST_TIMEOUT', 'injected');
     });
     const first = Array.from({ length: 3 }, (_, i) => producer.send({ topic: 'open-retry', partition: 0, value: `a${i}` }));
-    await sleep(10);
+    await until(() => requests.length === 1);
     const later = Array.from({ length: 3 }, (_, i) => producer.send({ topic: 'open-retry', partition: 0, value: `b${i}` }));
     await sleep(10);
     held.resolve();
