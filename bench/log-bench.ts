@@ -156,7 +156,8 @@ async function appendRun(mode: FsyncMode, batches: readonly Buffer[], total: num
   await Promise.all(
     batches.map(async (batch, n) => {
       const header = headers[n];
-      // Reusing the buffer is safe: append writes it before it resolves.
+      // Reusing the buffer is safe here: append writes it before it resolves, and what the log keeps
+      // of it for reads at the end of the log is never read (these logs are never read).
       for (let i = 0; i < perAppender; i++) await log.append(batch, header);
     }),
   );

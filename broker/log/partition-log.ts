@@ -144,6 +144,8 @@ export class PartitionLog {
   /**
    * Appends one record batch. Verifies it (CRC, shape), writes its base offset into `batch` in
    * place (the caller's buffer is modified) and resolves once it is durable per the fsync mode.
+   * The log may keep `batch` after that, to answer reads at the end of the log from memory
+   * (recent-batches.ts): the caller must not change it afterwards.
    * A caller that verified the batch already (the broker checks every produced batch at the
    * edge) passes the header verifyBatch returned, so the CRC is not computed twice.
    */
