@@ -5,7 +5,8 @@
  * A child process plays the broker with nothing but the durable path: length-prefixed frames in
  * from a producer socket; group commit (every frame that arrived while the previous commit ran,
  * or in one event-loop turn) with one writev and one fdatasync through libuv's thread pool (with
- * --dsync, one writev on a file opened with O_DSYNC, as Sluice's log does under fsync=always); then the frames out to a consumer socket. No protocol, no msgpack, no CRC, no offsets, no SDK. This
+ * --dsync, one writev on a file opened with O_DSYNC, as Sluice's log does under fsync=always);
+ * then the frames out to a consumer socket. No protocol, no msgpack, no CRC, no offsets, no SDK. This
  * process paces 100-byte messages at 5,000/s in 1 ms bursts (as the e2e bench does), stamps each
  * with its send time, and records receipt minus send in an HDR histogram after a warm-up.
  *

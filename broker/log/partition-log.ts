@@ -10,9 +10,9 @@
  *   durable. Readers never see past it, so under `always` no consumer reads what a power cut
  *   could take back.
  * - An append is acknowledged only after its commit: written (interval, never) or written
- *   durably (always: an O_DSYNC write, or a write and an fdatasync). After the first failed write or fsync every pending and later append
- *   fails with STORAGE_ERROR and onFatal runs once: a write that may be half on disk is never
- *   retried and acknowledged.
+ *   durably (always: an O_DSYNC write, or a write and an fdatasync). After the first failed
+ *   write or fsync every pending and later append fails with STORAGE_ERROR and onFatal runs
+ *   once: a write that may be half on disk is never retried and acknowledged.
  */
 import { SluiceError, isSluiceError } from '../../client/protocol/errors.js';
 import { setBaseOffset, verifyBatch, type BatchHeader } from '../../client/protocol/record-batch.js';
@@ -181,7 +181,7 @@ export class PartitionLog {
 
   /** One commit of the group-commit queue: roll as needed, writev, fsync per mode, advance. */
   async #commit(items: PendingAppend[]): Promise<void> {
-    let phase = 'write';
+    let phase = 'roll';
     try {
       const touched: Segment[] = [];
       for (let i = 0; i < items.length; ) {
@@ -190,7 +190,9 @@ export class PartitionLog {
         let size = seg.size + items[i]!.batch.length;
         let end = i + 1;
         while (end < items.length && !this.#shouldRoll(seg, size, items[end]!)) size += items[end++]!.batch.length;
-        // One writev per segment; normally the whole group, passed as it is.
+        // One writev per segment; normally the whole group, passed as it is. A sync failure of
+        // an O_DSYNC write fails the write, so the error names both.
+        phase = seg.durableWrites ? 'write (O_DSYNC)' : 'write';
         await seg.write(i === 0 && end === items.length ? items : items.slice(i, end));
         touched.push(seg);
         i = end;

@@ -4,7 +4,7 @@
  * the path of every message from producer to consumer (docs/performance.md, "Fourth pass").
  * NATS JetStream keeps its last block in memory for the same reason.
  *
- * Holds only batches whose commit finished (written, and fdatasynced under fsync=always), in
+ * Holds only batches whose commit finished (written, and durable under fsync=always), in
  * offset order with no gaps, at most `maxBytes` of them: the oldest go first. A read it cannot
  * answer whole (the offset is older than the oldest batch held) goes to the file as before.
  * The bytes are those that were CRC-checked on the way in and written to the file.
@@ -85,6 +85,8 @@ export class RecentBatches {
   }
 
   clear(): void {
+    // A budget of 0 clears on every add: nothing to allocate when there is nothing held.
+    if (this.#entries.length === 0) return;
     this.#entries = [];
     this.#head = 0;
     this.#bytes = 0;

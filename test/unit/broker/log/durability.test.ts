@@ -133,6 +133,8 @@ describe('storage failures', () => {
       }
       expect(fatal).toHaveLength(1);
       expect(hasCode(fatal[0], 'STORAGE_ERROR')).toBe(true);
+      // Under always the segment is written with O_DSYNC: a failed sync is a failed write.
+      expect(fatal[0]!.message).toMatch(/write \(O_DSYNC\) failed/);
       const late = await log.append(makeBatch('late')).catch((e: unknown) => e);
       expect(hasCode(late, 'STORAGE_ERROR')).toBe(true);
       expect(log.highWatermark).toBe(1);
