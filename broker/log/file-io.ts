@@ -8,6 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { InlineWrites } from './inline-writes.js';
 
 /** An open file. Positions are absolute; nothing here depends on a file cursor. */
 export interface FileHandle {
@@ -136,15 +137,19 @@ function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, value: T) => void)
   });
 }
 
+const RESOLVED = Promise.resolve();
+
 class NodeFileHandle implements FileHandle {
   readonly path: string;
   readonly durableWrites: boolean;
   readonly #fd: number;
+  readonly #inline: InlineWrites;
 
-  constructor(filePath: string, fd: number, durableWrites: boolean) {
+  constructor(filePath: string, fd: number, durableWrites: boolean, inline: InlineWrites) {
     this.path = filePath;
     this.#fd = fd;
     this.durableWrites = durableWrites;
+    this.#inline = inline;
   }
 
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
@@ -161,8 +166,24 @@ class NodeFileHandle implements FileHandle {
   #writevOnce(buffers: readonly Buffer[], position: number): Promise<void> {
     let want = 0;
     for (let i = 0; i < buffers.length; i++) want += buffers[i]!.length;
+    const inline = this.#inline;
+    if (inline.admit(want)) {
+      // On the loop (inline-writes.ts says when): no thread-pool round trip. Failures still
+      // arrive as a rejection, as from the pool.
+      const startedAt = inline.now();
+      let wrote: number;
+      try {
+        wrote = fs.writevSync(this.#fd, buffers, position);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      } finally {
+        inline.ranInline(startedAt);
+      }
+      return wrote < want ? this.#writeAll(Buffer.concat(buffers).subarray(wrote), position + wrote) : RESOLVED;
+    }
     return new Promise<void>((resolve, reject) => {
       fs.writev(this.#fd, buffers, position, (err, wrote) => {
+        inline.poolDone();
         if (err) reject(err);
         // A short write is rare on regular files (ENOSPC half way); finish the rest with write().
         else if (wrote < want) this.#writeAll(Buffer.concat(buffers).subarray(wrote), position + wrote).then(resolve, reject);
@@ -219,13 +240,22 @@ export function durableWritesFor(file: string, mode: OpenMode, options: OpenOpti
   return durable;
 }
 
-/** FileIO over the real file system. */
+/**
+ * FileIO over the real file system. Small writes may run on the event loop instead of the
+ * thread pool, as `inlineWrites` decides for every handle this FileIO opens (inline-writes.ts).
+ */
 export class NodeFileIO implements FileIO {
+  readonly inlineWrites: InlineWrites;
+
+  constructor(inlineWrites: InlineWrites = new InlineWrites()) {
+    this.inlineWrites = inlineWrites;
+  }
+
   async open(file: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
     const durableWrites = durableWritesFor(file, mode, options);
     const flags = OPEN_FLAGS[mode] | (durableWrites ? fs.constants.O_DSYNC : 0);
     const fd = await cb<number>((done) => fs.open(file, flags, 0o644, done));
-    return new NodeFileHandle(file, fd, durableWrites);
+    return new NodeFileHandle(file, fd, durableWrites, this.inlineWrites);
   }
 
   readdir(dir: string): Promise<string[]> {
@@ -272,5 +302,5 @@ export class NodeFileIO implements FileIO {
   }
 }
 
-/** The process-wide default real file system. */
-export const nodeFileIO: FileIO = new NodeFileIO();
+/** The process-wide default real file system: one event loop, so one inline-write policy. */
+export const nodeFileIO: NodeFileIO = new NodeFileIO();

@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CrashFS } from '../../../../broker/log/crash-fs.js';
-import { ensureDir, nodeFileIO, readFully, readWholeFile, writeFileAtomic } from '../../../../broker/log/file-io.js';
+import { NodeFileIO, ensureDir, nodeFileIO, readFully, readWholeFile, writeFileAtomic } from '../../../../broker/log/file-io.js';
+import { InlineWrites } from '../../../../broker/log/inline-writes.js';
 import { type FsFixture, fileSystems } from './helpers.js';
 
 async function errCode(p: Promise<unknown>): Promise<string | undefined> {
@@ -166,8 +167,14 @@ describe('node:fs writev', () => {
     await plain.close();
   });
 
-  it('finishes a short writev with write() and reports errors', async () => {
-    const fh = await nodeFileIO.open(path.join(root, 'short'), 'create');
+  /** Every write on the loop, or every write in the thread pool. */
+  const inlineIO = (): NodeFileIO => new NodeFileIO(new InlineWrites({ maxBytes: Infinity, maxShare: Infinity, nextTurn: (fn) => fn() }));
+  const poolIO = (): NodeFileIO => new NodeFileIO(new InlineWrites({ maxBytes: 0 }));
+  const eio = (): Error => Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+
+  it('finishes a short writev with write() and reports errors, in the thread pool', async () => {
+    const io = poolIO();
+    const fh = await io.open(path.join(root, 'short'), 'create');
     const real = fs.writev;
     // The kernel takes only the first buffer and 2 bytes of the second (ENOSPC half way, say).
     const spy = vi.spyOn(fs, 'writev').mockImplementation(((fd: number, bufs: Buffer[], pos: number, done: (e: Error | null, n: number) => void) =>
@@ -176,9 +183,44 @@ describe('node:fs writev', () => {
     expect(spy).toHaveBeenCalledTimes(1);
     spy.mockRestore();
     expect(fs.readFileSync(path.join(root, 'short')).subarray(5).toString()).toBe('abcdefghi');
-    vi.spyOn(fs, 'writev').mockImplementation(((_fd: number, _b: Buffer[], _p: number, done: (e: Error | null, n: number) => void) =>
-      done(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }), 0)) as unknown as typeof fs.writev);
+    vi.spyOn(fs, 'writev').mockImplementation(((_fd: number, _b: Buffer[], _p: number, done: (e: Error | null, n: number) => void) => done(eio(), 0)) as unknown as typeof fs.writev);
     expect(await errCode(fh.writev([Buffer.from('x')], 0))).toBe('EIO');
+    expect(io.inlineWrites.stats).toEqual({ inline: 0, pool: 2, backoffs: 0 });
+    await fh.close();
+  });
+
+  it('finishes a short writev with write() and reports errors as rejections, on the loop', async () => {
+    const io = inlineIO();
+    const fh = await io.open(path.join(root, 'short'), 'create');
+    const real = fs.writevSync;
+    const spy = vi.spyOn(fs, 'writevSync').mockImplementation(((fd: number, bufs: Buffer[], pos: number) => real(fd, [bufs[0]!, bufs[1]!.subarray(0, 2)], pos)) as unknown as typeof fs.writevSync);
+    await fh.writev([Buffer.from('abc'), Buffer.from('defg'), Buffer.from('hi')], 5);
+    expect(spy).toHaveBeenCalledTimes(1);
+    spy.mockRestore();
+    expect(fs.readFileSync(path.join(root, 'short')).subarray(5).toString()).toBe('abcdefghi');
+    vi.spyOn(fs, 'writevSync').mockImplementation(() => {
+      throw eio();
+    });
+    // A promise that rejects, never a synchronous throw: callers cannot tell the paths apart.
+    const failed = fh.writev([Buffer.from('x')], 0);
+    expect(await errCode(failed)).toBe('EIO');
+    expect(io.inlineWrites.stats).toEqual({ inline: 2, pool: 0, backoffs: 0 });
+    await fh.close();
+  });
+
+  it('writes a small buffer on the loop and a large one in the thread pool by default', async () => {
+    const io = new NodeFileIO();
+    const fh = await io.open(path.join(root, 'sizes'), 'create', { durableWrites: true });
+    const sync = vi.spyOn(fs, 'writevSync');
+    const pooled = vi.spyOn(fs, 'writev');
+    await fh.writev([Buffer.alloc(600, 1)], 0);
+    expect([sync.mock.calls.length, pooled.mock.calls.length]).toEqual([1, 0]);
+    await fh.writev([Buffer.alloc(256 * 1024, 2)], 600);
+    expect([sync.mock.calls.length, pooled.mock.calls.length]).toEqual([1, 1]);
+    const back = fs.readFileSync(path.join(root, 'sizes'));
+    expect(back.length).toBe(600 + 256 * 1024);
+    expect(back[599]).toBe(1);
+    expect(back[600]).toBe(2);
     await fh.close();
   });
 });

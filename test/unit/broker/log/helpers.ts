@@ -5,7 +5,8 @@ import path from 'node:path';
 import { decodeBatches, encodeRecordBatch } from '../../../../client/protocol/record-batch.js';
 import type { PartitionLog } from '../../../../broker/log/partition-log.js';
 import { CrashFS } from '../../../../broker/log/crash-fs.js';
-import { type FileIO, nodeFileIO } from '../../../../broker/log/file-io.js';
+import { type FileIO, NodeFileIO, nodeFileIO } from '../../../../broker/log/file-io.js';
+import { InlineWrites } from '../../../../broker/log/inline-writes.js';
 import type { LogSink } from '../../../../broker/log/options.js';
 
 /** A batch of `count` records whose values encode `tag` and the record index. */
@@ -58,13 +59,20 @@ export const fileSystems: { name: string; make(): FsFixture }[] = [
       };
     },
   },
-  {
-    name: 'node:fs',
+  // The default policy writes small buffers on the event loop; the second runs every write
+  // through the thread pool, so both paths of NodeFileIO keep the contract.
+  realFs('node:fs', nodeFileIO),
+  realFs('node:fs, thread pool only', new NodeFileIO(new InlineWrites({ maxBytes: 0 }))),
+];
+
+function realFs(name: string, io: FileIO): { name: string; make: () => FsFixture } {
+  return {
+    name,
     make: () => {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-log-'));
       return {
-        name: 'node:fs',
-        io: nodeFileIO,
+        name,
+        io,
         root,
         readFile: (f) => fs.readFileSync(f),
         writeFile: (f, d) => fs.writeFileSync(f, d),
@@ -72,8 +80,8 @@ export const fileSystems: { name: string; make(): FsFixture }[] = [
         cleanup: () => fs.rmSync(root, { recursive: true, force: true }),
       };
     },
-  },
-];
+  };
+}
 
 /** Every record value of the log from its start to its high watermark, in order. */
 export async function logValues(log: PartitionLog): Promise<string[]> {

@@ -1,0 +1,90 @@
+/**
+ * The inline-write policy on a fake clock and hand-run turns of the loop: which writes may block
+ * the loop, and when it sends them back to the thread pool.
+ */
+import { describe, expect, it } from 'vitest';
+import { InlineWrites } from '../../../../broker/log/inline-writes.js';
+
+function harness(options: { maxBytes?: number; slowMs?: number } = {}) {
+  let clock = 0;
+  let turnEnds: (() => void)[] = [];
+  const policy = new InlineWrites({ ...options, maxShare: 0.5, windowMs: 100, backoffMs: 1000, now: () => clock, nextTurn: (fn) => turnEnds.push(fn) });
+  return {
+    policy,
+    /** An admitted write that takes `ms`; returns whether it ran inline. Pool writes complete at once. */
+    write(bytes: number, ms = 0.3): boolean {
+      if (!policy.admit(bytes)) {
+        policy.poolDone();
+        return false;
+      }
+      const startedAt = clock;
+      clock += ms;
+      policy.ranInline(startedAt);
+      return true;
+    },
+    nextTurn(): void {
+      const ends = turnEnds;
+      turnEnds = [];
+      for (const fn of ends) fn();
+    },
+    advance(ms: number): void {
+      clock += ms;
+    },
+  };
+}
+
+describe('InlineWrites', () => {
+  it('runs a small write inline and a large one in the pool', () => {
+    const h = harness({ maxBytes: 1000 });
+    expect(h.write(1000)).toBe(true);
+    h.nextTurn();
+    expect(h.write(1001)).toBe(false);
+    expect(h.policy.stats).toEqual({ inline: 1, pool: 1, backoffs: 0 });
+  });
+
+  it('runs one write inline per turn of the loop; the others of that turn go to the pool', () => {
+    const h = harness();
+    expect([h.write(100), h.write(100), h.write(100)]).toEqual([true, false, false]);
+    h.nextTurn();
+    expect(h.write(100)).toBe(true);
+  });
+
+  it('sends writes to the pool while a pool write is in flight', () => {
+    const h = harness();
+    expect(h.policy.admit(1 << 20)).toBe(false);
+    expect(h.write(100)).toBe(false);
+    h.nextTurn();
+    expect(h.write(100)).toBe(false);
+    h.policy.poolDone();
+    expect(h.write(100)).toBe(true);
+  });
+
+  it('caps the share of the loop spent in inline writes per window', () => {
+    const h = harness();
+    // 0.5 of a 100 ms window: five 10 ms writes, then the pool until the window ends.
+    const ran: boolean[] = [];
+    for (let i = 0; i < 6; i++) {
+      ran.push(h.write(100, 10));
+      h.nextTurn();
+    }
+    expect(ran).toEqual([true, true, true, true, true, false]);
+    h.advance(50);
+    expect(h.write(100, 10)).toBe(true);
+  });
+
+  it('after a slow inline write, uses the pool for the backoff period', () => {
+    const h = harness({ slowMs: 10 });
+    expect(h.write(100, 25)).toBe(true);
+    expect(h.policy.stats.backoffs).toBe(1);
+    h.nextTurn();
+    h.advance(500);
+    expect(h.write(100)).toBe(false);
+    h.advance(500);
+    expect(h.write(100)).toBe(true);
+  });
+
+  it('maxBytes 0 sends every write to the pool', () => {
+    const h = harness({ maxBytes: 0 });
+    expect(h.write(1)).toBe(false);
+  });
+});
