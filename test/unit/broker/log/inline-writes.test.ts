@@ -8,7 +8,7 @@ import { InlineWrites } from '../../../../broker/log/inline-writes.js';
 function harness(options: { maxBytes?: number; slowMs?: number } = {}) {
   let clock = 0;
   let turnEnds: (() => void)[] = [];
-  const policy = new InlineWrites({ ...options, maxShare: 0.5, windowMs: 100, backoffMs: 1000, now: () => clock, nextTurn: (fn) => turnEnds.push(fn) });
+  const policy = new InlineWrites({ ...options, quietMs: 10, maxShare: 0.5, windowMs: 100, backoffMs: 1000, now: () => clock, nextTurn: (fn) => turnEnds.push(fn) });
   return {
     policy,
     /** An admitted write that takes `ms`; returns whether it ran inline. Pool writes complete at once. */
@@ -46,16 +46,21 @@ describe('InlineWrites', () => {
     const h = harness();
     expect([h.write(100), h.write(100), h.write(100)]).toEqual([true, false, false]);
     h.nextTurn();
+    h.advance(10);
     expect(h.write(100)).toBe(true);
   });
 
-  it('sends writes to the pool while a pool write is in flight', () => {
+  it('sends writes to the pool while a pool write is in flight, and for quietMs after', () => {
     const h = harness();
     expect(h.policy.admit(1 << 20)).toBe(false);
     expect(h.write(100)).toBe(false);
     h.nextTurn();
+    h.advance(50);
     expect(h.write(100)).toBe(false);
     h.policy.poolDone();
+    h.advance(9);
+    expect(h.write(100)).toBe(false);
+    h.advance(10);
     expect(h.write(100)).toBe(true);
   });
 
