@@ -8,12 +8,12 @@
  * at the price of blocking the loop while it runs (a few hundred microseconds for an O_DSYNC
  * write here). So a write runs inline only when all of these hold:
  *  - it is small (`maxBytes`);
- *  - no pool write is in flight or finished in the last `quietMs`: the broker is then busy with
- *    other disk work (several partitions committing, or large commits), which the pool
- *    overlaps and the loop should keep feeding. Blocking it there cost a quarter of the
- *    throughput of an eight-partition produce benchmark;
- *  - no other write ran inline in this turn of the loop, so partitions that commit together
- *    still write in parallel in the pool;
+ *  - the broker showed no sign of other disk work in the last `quietMs`: a pool write in
+ *    flight, a write too large for the loop, or a second write in one turn (several partitions
+ *    committing together, which the pool overlaps and the loop should keep feeding: blocking
+ *    it there cost a quarter of the throughput of an eight-partition produce benchmark). Only
+ *    these signs count: the pool writes this policy chooses for its other reasons below do not
+ *    keep it in the pool, or a steady stream of commits would never come back to the loop;
  *  - inline writes took under `maxShare` of the loop's time in the current window;
  *  - none took longer than `slowMs` in the last `backoffMs`: a stalling disk may freeze the loop
  *    once, not again and again.
@@ -21,7 +21,7 @@
 export interface InlineWritesOptions {
   /** Largest write run inline. Default 64 KiB; 0: every write goes to the pool. */
   maxBytes?: number;
-  /** How long after the last pool write the loop counts as busy with the disk. Default 10 ms. */
+  /** How long after the last sign of other disk work the loop counts as busy. Default 10 ms. */
   quietMs?: number;
   /** Fraction of each window the loop may spend in inline writes. Default 0.5. */
   maxShare?: number;
@@ -60,7 +60,7 @@ export class InlineWrites {
     this.#ranThisTurn = false;
   };
   #poolInFlight = 0;
-  #lastPoolAt = -Infinity;
+  #busyAt = -Infinity;
   #ranThisTurn = false;
   #windowStart = -Infinity;
   #spentMs = 0;
@@ -83,12 +83,13 @@ export class InlineWrites {
    */
   admit(bytes: number): boolean {
     const now = this.#now();
-    if (bytes <= this.#maxBytes && this.#poolInFlight === 0 && !this.#ranThisTurn && now - this.#lastPoolAt >= this.#quietMs) {
+    if (bytes > this.#maxBytes || this.#poolInFlight > 0 || this.#ranThisTurn) this.#busyAt = now;
+    else if (now - this.#busyAt >= this.#quietMs && now >= this.#poolUntil) {
       if (now - this.#windowStart >= this.#windowMs) {
         this.#windowStart = now;
         this.#spentMs = 0;
       }
-      if (now >= this.#poolUntil && this.#spentMs < this.#maxShareMs) {
+      if (this.#spentMs < this.#maxShareMs) {
         this.#ranThisTurn = true;
         this.#nextTurn(this.#endTurn);
         this.stats.inline++;
@@ -96,7 +97,6 @@ export class InlineWrites {
       }
     }
     this.#poolInFlight++;
-    this.#lastPoolAt = now;
     this.stats.pool++;
     return false;
   }
@@ -115,7 +115,6 @@ export class InlineWrites {
   /** A write that `admit` sent to the pool completed (or failed). */
   poolDone(): void {
     this.#poolInFlight--;
-    this.#lastPoolAt = this.#now();
   }
 
   /** The clock `ranInline` expects. */

@@ -88,6 +88,28 @@ describe('InlineWrites', () => {
     expect(h.write(100)).toBe(true);
   });
 
+  it('returns to the loop under a steady stream of commits: its own pool writes do not count as busy', () => {
+    const h = harness({ slowMs: 10 });
+    const every1ms = (n: number): boolean[] =>
+      Array.from({ length: n }, () => {
+        h.nextTurn();
+        h.advance(1);
+        return h.write(100, 0.3);
+      });
+    // After a large write: the pool for quietMs, then the loop again.
+    expect(h.policy.admit(1 << 20)).toBe(false);
+    h.policy.poolDone();
+    const afterLarge = every1ms(12);
+    expect(afterLarge.slice(0, 9).every((ran) => !ran)).toBe(true);
+    expect(afterLarge.slice(10).every((ran) => ran)).toBe(true);
+    // After a slow write: the pool for the backoff, then the loop again.
+    h.nextTurn();
+    expect(h.write(100, 25)).toBe(true);
+    const afterSlow = every1ms(1100);
+    expect(afterSlow.slice(0, 900).every((ran) => !ran)).toBe(true);
+    expect(afterSlow.slice(1000).every((ran) => ran)).toBe(true);
+  });
+
   it('maxBytes 0 sends every write to the pool', () => {
     const h = harness({ maxBytes: 0 });
     expect(h.write(1)).toBe(false);
