@@ -25,11 +25,11 @@ export interface InlineWritesOptions {
   quietMs?: number;
   /** Fraction of each window the loop may spend in inline writes. Default 0.5. */
   maxShare?: number;
-  /** Default 100 ms. */
+  /** The window `maxShare` is measured over. Default 100 ms. */
   windowMs?: number;
   /** An inline write slower than this sends writes to the pool for `backoffMs`. Default 25 ms. */
   slowMs?: number;
-  /** Default 1000 ms. */
+  /** How long writes stay in the pool after a slow inline one. Default 1000 ms. */
   backoffMs?: number;
   /** Clock in ms. Default performance.now. */
   now?: () => number;

@@ -110,6 +110,39 @@ describe('InlineWrites', () => {
     expect(afterSlow.slice(1000).every((ran) => ran)).toBe(true);
   });
 
+  it('defaults to what the docs promise: 64 KiB, 10 ms quiet, half of each 100 ms, 25 ms slow, 1 s backoff', () => {
+    let clock = 0;
+    const ends: (() => void)[] = [];
+    const policy = new InlineWrites({ now: () => clock, nextTurn: (fn) => ends.push(fn) });
+    const write = (bytes: number, ms: number): boolean => {
+      for (const end of ends.splice(0)) end();
+      if (!policy.admit(bytes)) {
+        policy.poolDone();
+        return false;
+      }
+      const startedAt = clock;
+      clock += ms;
+      policy.ranInline(startedAt);
+      return true;
+    };
+    expect(write(64 * 1024, 0)).toBe(true);
+    expect(write(64 * 1024 + 1, 0)).toBe(false);
+    clock += 9.9;
+    expect(write(100, 0)).toBe(false);
+    clock += 0.1;
+    // The window began at 0: three 20 ms writes pass 50 ms of it, then the pool until 100.
+    expect([write(100, 20), write(100, 20), write(100, 20), write(100, 0)]).toEqual([true, true, true, false]);
+    clock = 100;
+    expect(write(100, 25)).toBe(true);
+    expect(policy.stats.backoffs).toBe(0);
+    expect(write(100, 26)).toBe(true);
+    expect(policy.stats.backoffs).toBe(1);
+    clock += 999;
+    expect(write(100, 0)).toBe(false);
+    clock += 1;
+    expect(write(100, 0)).toBe(true);
+  });
+
   it('maxBytes 0 sends every write to the pool', () => {
     const h = harness({ maxBytes: 0 });
     expect(h.write(1)).toBe(false);
