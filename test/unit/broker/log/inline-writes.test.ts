@@ -3,12 +3,15 @@
  * the loop, and when it sends them back to the thread pool.
  */
 import { describe, expect, it } from 'vitest';
-import { InlineWrites } from '../../../../broker/log/inline-writes.js';
+import { InlineWrites, type InlineWritesOptions } from '../../../../broker/log/inline-writes.js';
 
-function harness(options: { maxBytes?: number; slowMs?: number } = {}) {
+/** The settings most tests pin, so that they do not depend on the defaults (which one test checks). */
+const PINNED: InlineWritesOptions = { quietMs: 10, maxShare: 0.5, windowMs: 100, backoffMs: 1000 };
+
+function harness(options: InlineWritesOptions = {}, base: InlineWritesOptions = PINNED) {
   let clock = 0;
   let turnEnds: (() => void)[] = [];
-  const policy = new InlineWrites({ ...options, quietMs: 10, maxShare: 0.5, windowMs: 100, backoffMs: 1000, now: () => clock, nextTurn: (fn) => turnEnds.push(fn) });
+  const policy = new InlineWrites({ ...base, ...options, now: () => clock, nextTurn: (fn) => turnEnds.push(fn) });
   return {
     policy,
     /** An admitted write that takes `ms`; returns whether it ran inline. Pool writes complete at once. */
@@ -111,35 +114,27 @@ describe('InlineWrites', () => {
   });
 
   it('defaults to what the docs promise: 64 KiB, 10 ms quiet, half of each 100 ms, 25 ms slow, 1 s backoff', () => {
-    let clock = 0;
-    const ends: (() => void)[] = [];
-    const policy = new InlineWrites({ now: () => clock, nextTurn: (fn) => ends.push(fn) });
+    const h = harness({}, {});
+    // Each write in a turn of its own, so only the rules under test decide.
     const write = (bytes: number, ms: number): boolean => {
-      for (const end of ends.splice(0)) end();
-      if (!policy.admit(bytes)) {
-        policy.poolDone();
-        return false;
-      }
-      const startedAt = clock;
-      clock += ms;
-      policy.ranInline(startedAt);
-      return true;
+      h.nextTurn();
+      return h.write(bytes, ms);
     };
     expect(write(64 * 1024, 0)).toBe(true);
     expect(write(64 * 1024 + 1, 0)).toBe(false);
-    clock += 9.9;
+    h.advance(9.9);
     expect(write(100, 0)).toBe(false);
-    clock += 0.1;
+    h.advance(0.1);
     // The window began at 0: three 20 ms writes pass 50 ms of it, then the pool until 100.
     expect([write(100, 20), write(100, 20), write(100, 20), write(100, 0)]).toEqual([true, true, true, false]);
-    clock = 100;
+    h.advance(30);
     expect(write(100, 25)).toBe(true);
-    expect(policy.stats.backoffs).toBe(0);
+    expect(h.policy.stats.backoffs).toBe(0);
     expect(write(100, 26)).toBe(true);
-    expect(policy.stats.backoffs).toBe(1);
-    clock += 999;
+    expect(h.policy.stats.backoffs).toBe(1);
+    h.advance(999);
     expect(write(100, 0)).toBe(false);
-    clock += 1;
+    h.advance(1);
     expect(write(100, 0)).toBe(true);
   });
 
